@@ -1,0 +1,54 @@
+"""The ``workbench`` command line: one subcommand group per module, all over the public API.
+
+Each module in :data:`COMMAND_MODULES` exposes ``register(subparsers)`` that adds its
+commands and sets ``func`` on each parser; ``func(args) -> int`` returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from workbench.errors import WorkbenchError
+
+COMMAND_MODULES = (
+    "workbench.cli.index_cmd",  # index build|info, search
+    "workbench.cli.records_cmd",  # records import|summary|patients|export, deid text, cohort run
+    "workbench.cli.answer_cmd",  # ask, explain-labs, prepare-visit, plain-language
+    "workbench.cli.workspace_cmd",  # workspace, consent, erase, audit, export
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Health Evidence Workbench: cited evidence, de-identified records, private workspace.",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="Show progress and debug logging.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
