@@ -15,7 +15,9 @@ from workbench.errors import WorkbenchError
 
 COMMAND_MODULES = (
     "workbench.cli.index_cmd",  # index build|info, search
-    "workbench.cli.records_cmd",  # records import|summary|patients|export, deid text, cohort run
+    "workbench.cli.records_cmd",  # records import|summary|patients|export
+    "workbench.cli.deid_cmd",  # deid text
+    "workbench.cli.cohort_cmd",  # cohort run
     "workbench.cli.answer_cmd",  # ask, explain-labs, prepare-visit, plain-language
     "workbench.cli.workspace_cmd",  # workspace, consent, erase, audit, export
 )

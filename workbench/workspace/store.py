@@ -44,6 +44,15 @@ class Workspace:
         with open(self.root / "audit.jsonl", "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 
+    def register_source(self, source_file: Path | str, *, kind: str, sha256: str) -> str:
+        """Record an imported source and return its id (stable for the same content)."""
+        source_id = f"src-{sha256[:16]}"
+        reg = self.root / "sources.jsonl"
+        line = json.dumps({"source_id": source_id, "kind": kind, "sha256": sha256, "name": Path(source_file).name})
+        with open(reg, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        return source_id
+
     def close(self) -> None:
         """Release resources (nothing to release for a plain folder)."""
 
