@@ -47,9 +47,12 @@ class Settings(BaseSettings):
     )
     embedding_batch_size: int = Field(default=64, ge=1, description="Batch size when encoding passages.")
     dense_index: Literal["flat", "hnsw", "ivfpq"] = Field(
-        default="flat", description="FAISS index type: exact inner product, HNSW, or IVF-PQ for large corpora."
+        default="flat",
+        description="FAISS index type: exact inner product, HNSW, or IVF-PQ for large corpora.",
     )
-    fusion: Literal["rrf", "weighted"] = Field(default="rrf", description="How dense and sparse ranks combine.")
+    fusion: Literal["rrf", "weighted"] = Field(
+        default="rrf", description="How dense and sparse ranks combine."
+    )
     chunk_tokens: int = Field(default=200, ge=32, description="Token budget of one chunk.")
     chunk_overlap: int = Field(default=40, ge=0, description="Tokens shared by neighbouring chunks.")
 

