@@ -61,8 +61,8 @@ class Embedder:
         self.batch_size = batch_size
         self._model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
         self._lock = threading.Lock()
-        self.dimension = int(self._model.get_embedding_dimension())
-        self.max_seq_length = int(self._model.max_seq_length)
+        self.dimension = int(self._model.get_embedding_dimension() or 0)
+        self.max_seq_length = int(self._model.max_seq_length or 256)
         self.name = DEFAULT_MODEL_NAME if model_path == bundled_model_path() else model_path.name
         self.fingerprint = _model_fingerprint(model_path)
 
