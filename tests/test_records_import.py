@@ -1,0 +1,235 @@
+"""FHIR import into real DuckDB files: counts against a direct count of the fixture files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from workbench.cohort.importer import import_paths, sniff
+from workbench.cohort.specs import SPECS_BY_TYPE, compile_path, table_columns
+from workbench.cohort.store import MIGRATIONS, RECORD_TABLES, applied_migrations, ensure_schema
+from workbench.workspace import open_workspace
+
+FHIR = Path(__file__).parent / "fixtures" / "fhir"
+
+
+def _bundle_resources(folder: Path) -> list[dict]:
+    out: list[dict] = []
+    for f in sorted(folder.glob("*.json.gz")):
+        doc = json.loads(gzip.decompress(f.read_bytes()))
+        out.extend(e["resource"] for e in doc["entry"])
+    return out
+
+
+def _ndjson_resources(folder: Path) -> list[dict]:
+    out: list[dict] = []
+    for f in sorted(folder.glob("*.ndjson.gz")):
+        for line in gzip.open(f):
+            r = json.loads(line)
+            if "resourceType" in r:
+                out.append(r)
+    return out
+
+
+def _expected_rows(resources: list[dict]) -> Counter[str]:
+    rows: Counter[str] = Counter()
+    for r in resources:
+        spec = SPECS_BY_TYPE.get(r["resourceType"])
+        if spec is None:
+            continue
+        n = len(r.get("component") or []) if r["resourceType"] == "Observation" else 0
+        rows[spec.table] += max(n, 1)
+    return rows
+
+
+@pytest.fixture(autouse=True)
+def _passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WB_PASSPHRASE", "correct horse battery staple")
+
+
+@pytest.fixture
+def ws(tmp_path: Path):
+    return open_workspace(tmp_path / "ws")
+
+
+def _check_counts(ws, result, resources: list[dict]) -> None:
+    direct = Counter(r["resourceType"] for r in resources)
+    known = {t: n for t, n in direct.items() if t in SPECS_BY_TYPE}
+    unknown = {t: n for t, n in direct.items() if t not in SPECS_BY_TYPE}
+    assert dict(result.resources) == known
+    assert dict(result.unknown_types) == unknown
+    assert not result.errors
+    con = ws.connect()
+    try:
+        stored = dict(
+            con.execute(
+                "SELECT resource_type, count(*) FROM resource_keys WHERE \"table\" <> 'measurements' GROUP BY 1"
+            ).fetchall()
+        )
+        assert stored == known
+        expected_rows = _expected_rows(resources)
+        for table, n in expected_rows.items():
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == n, table
+        log = con.execute("SELECT unknown_types FROM import_log WHERE status = 'ok'").fetchall()
+        logged: Counter[str] = Counter()
+        for (u,) in log:
+            logged.update(json.loads(u))
+        assert dict(logged) == unknown
+    finally:
+        con.close()
+
+
+def test_bundles_counts_match_direct_count(ws) -> None:
+    result = import_paths(ws, [FHIR / "bundles"])
+    resources = _bundle_resources(FHIR / "bundles")
+    _check_counts(ws, result, resources)
+    assert result.patients == 4
+    con = ws.connect()
+    try:
+        # urn:uuid references resolve to the Patient id of each bundle
+        pids = {r[0] for r in con.execute("SELECT patient_id FROM patients").fetchall()}
+        obs_pids = {r[0] for r in con.execute("SELECT DISTINCT patient_id FROM observations").fetchall()}
+        assert obs_pids <= pids and len(pids) == 4
+        # encounter references resolve to encounter ids
+        orphan = con.execute(
+            "SELECT count(*) FROM observations o WHERE encounter_id IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM encounters e WHERE e.encounter_id = o.encounter_id)"
+        ).fetchone()[0]
+        assert orphan == 0
+        # provenance on every row
+        for table in RECORD_TABLES:
+            bad = con.execute(
+                f"SELECT count(*) FROM {table} WHERE patient_id IS NULL OR resource_id IS NULL "
+                "OR source_file IS NULL OR source_id IS NULL OR import_id IS NULL"
+            ).fetchone()[0]
+            assert bad == 0, table
+    finally:
+        con.close()
+
+
+def test_blood_pressure_gives_one_row_per_component(ws) -> None:
+    import_paths(ws, [FHIR / "bundles"])
+    con = ws.connect()
+    try:
+        rows = con.execute(
+            "SELECT resource_id, component, value_num, unit FROM observations WHERE code = '55284-4' "
+            "ORDER BY resource_id, component"
+        ).fetchall()
+        assert rows, "fixtures hold blood pressure panels"
+        by_res: dict[str, set[str]] = {}
+        for rid, comp, val, unit in rows:
+            by_res.setdefault(rid, set()).add(comp)
+            assert val is not None and unit == "mm[Hg]"
+        assert all(c == {"8480-6", "8462-4"} for c in by_res.values())
+        # vitals are also measurements under shared names, in canonical units
+        m = dict(
+            con.execute(
+                "SELECT measure, count(*) FROM measurements WHERE source = 'fhir' GROUP BY 1"
+            ).fetchall()
+        )
+        assert m["blood_pressure_systolic"] == m["blood_pressure_diastolic"] == len(by_res)
+        w = con.execute(
+            "SELECT m.value, o.value_num, m.unit FROM measurements m JOIN observations o "
+            "ON o.resource_id = m.resource_id WHERE m.measure = 'weight' LIMIT 1"
+        ).fetchone()
+        assert w[0] == pytest.approx(w[1]) and w[2] == "kg"
+    finally:
+        con.close()
+
+
+def test_ndjson_counts_and_patient_references(ws) -> None:
+    result = import_paths(ws, [FHIR / "ndjson"])
+    _check_counts(ws, result, _ndjson_resources(FHIR / "ndjson"))
+    kinds = {Path(f.file).name: (f.kind, f.status) for f in result.files}
+    assert kinds["log.ndjson.gz"] == ("skipped", "skipped")
+    assert kinds["Patient.000.ndjson.gz"] == ("fhir_ndjson", "ok")
+    con = ws.connect()
+    try:
+        pids = {r[0] for r in con.execute("SELECT patient_id FROM patients").fetchall()}
+        enc = {r[0] for r in con.execute("SELECT DISTINCT patient_id FROM encounters").fetchall()}
+        assert enc <= pids  # "Patient/<id>" resolves to the bare id
+        texts = con.execute("SELECT text, content_type FROM documents").fetchall()
+        assert texts and all(t and "\n" in t for t, _ in texts)  # base64 notes decoded
+        assert all(ct.startswith("text/plain") for _, ct in texts)
+    finally:
+        con.close()
+
+
+def test_reimport_adds_nothing(ws, tmp_path: Path) -> None:
+    first = import_paths(ws, [FHIR / "bundles", FHIR / "ndjson"])
+    con = ws.connect()
+    before = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in RECORD_TABLES}
+    con.close()
+    again = import_paths(ws, [FHIR / "bundles", FHIR / "ndjson"])
+    assert sum(again.rows.values()) == 0
+    assert {f.status for f in again.files} <= {"already_imported", "skipped"}
+    # same resources in a file with other bytes (re-compressed): caught by resource keys
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in (FHIR / "bundles").glob("*.json.gz"):
+        (copy / f.name.replace(".gz", "")).write_bytes(gzip.decompress(f.read_bytes()))
+    third = import_paths(ws, [copy])
+    assert sum(third.rows.values()) == 0
+    bundle_known = sum(1 for r in _bundle_resources(FHIR / "bundles") if r["resourceType"] in SPECS_BY_TYPE)
+    assert third.duplicates >= bundle_known and not third.resources
+    assert first.patients == 6
+    con = ws.connect()
+    after = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in RECORD_TABLES}
+    con.close()
+    assert after == before
+
+
+def test_migrations_recorded_once(ws) -> None:
+    con = ws.connect()
+    try:
+        assert ensure_schema(con) == [name for name, _ in MIGRATIONS]
+        assert ensure_schema(con) == []
+        assert applied_migrations(con) == [name for name, _ in MIGRATIONS]
+    finally:
+        con.close()
+
+
+def test_specs_columns_exist_in_store(ws) -> None:
+    con = ws.connect()
+    try:
+        ensure_schema(con)
+        for table, cols in table_columns().items():
+            stored = {r[0]: r[1] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+            for name, typ in cols:
+                assert name in stored, (table, name)
+                assert stored[name] == typ, (table, name, stored[name], typ)
+    finally:
+        con.close()
+
+
+def test_path_language() -> None:
+    r = {
+        "code": {"coding": [{"system": "x", "code": "1"}, {"system": "http://loinc.org", "code": "2"}]},
+        "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": "m1"}, {"value": "v2"}],
+        "effectivePeriod": {"start": "2020"},
+    }
+    assert compile_path("code.coding[system=http://loinc.org].code")(r) == ["2"]
+    assert compile_path("code.coding[0].code")(r) == ["1"]
+    assert compile_path("identifier[type.coding.code=MR].value")(r) == ["m1"]
+    assert compile_path("effectiveDateTime|effectivePeriod.start")(r) == ["2020"]
+    assert compile_path("nothing.here")(r) == []
+
+
+def test_sniff_by_content(tmp_path: Path) -> None:
+    b = next((FHIR / "bundles").glob("*.json.gz"))
+    assert sniff(b) == "fhir_bundle"
+    odd = tmp_path / "bundle.txt"  # the name does not matter, the content does
+    odd.write_bytes(gzip.decompress(b.read_bytes()))
+    assert sniff(odd) == "fhir_bundle"
+    nd = tmp_path / "whatever.data"
+    nd.write_bytes(gzip.decompress((FHIR / "ndjson" / "Patient.000.ndjson.gz").read_bytes()))
+    assert sniff(nd) == "fhir_ndjson"
+    (tmp_path / "readme.md").write_text("# hi\n")
+    assert sniff(tmp_path / "readme.md") == "skipped"
+    shutil.copy(FHIR / "PROVENANCE.md", tmp_path / "p.md")
+    assert sniff(tmp_path / "p.md") == "skipped"

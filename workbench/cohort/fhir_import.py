@@ -1,0 +1,603 @@
+"""FHIR R4 import: Bundles (``.json[.gz]``) and bulk NDJSON (``Type.*.ndjson[.gz]``) into DuckDB.
+
+Flattening is driven by the declarative specs in :mod:`workbench.cohort.specs`. Rows are
+accumulated per table as column lists and inserted with one ``INSERT ... BY NAME SELECT`` from
+an Arrow table per table per transaction, never row by row.
+
+Units of work (all or nothing):
+
+- **Bundle**: one transaction per patient. A bundle holds one patient (Synthea) or many
+  (collection/transaction of several patients): resources are grouped by the patient they
+  reference; a bad resource (missing subject, impossible date, ...) rolls back only its
+  patient's group. A resource that names no patient is charged to the bundle's only patient,
+  or skipped on its own when the bundle has several. The bundle is held in memory one at a time.
+- **NDJSON file**: one transaction per file, streamed line by line and inserted in chunks.
+  A bad line (malformed JSON, wrong ``resourceType`` for the file, missing required field) is
+  skipped and reported with its line number and resource id; a broken stream (truncated gzip,
+  I/O error) rolls the whole file back.
+
+Re-importing adds nothing: a file whose sha256 is in ``import_log`` with status ``ok`` is
+skipped, and every resource is keyed by ``(table, resource_id)`` in ``resource_keys``.
+Resource types without a spec are counted in ``unknown_types``, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from workbench.cohort.measures import LOINC_MEASURES, to_canonical
+from workbench.cohort.specs import (
+    PROVENANCE_COLUMNS,
+    CompiledSpec,
+    SpecValueError,
+    compiled_specs,
+    resolve_reference,
+)
+from workbench.errors import RecordFormatError, UnitError
+
+#: Rows buffered per NDJSON chunk before an insert (bounded memory).
+NDJSON_CHUNK = 5000
+
+_PA_TYPES: dict[str, pa.DataType] = {
+    "VARCHAR": pa.string(),
+    "DOUBLE": pa.float64(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "DATE": pa.date32(),
+    "JSON": pa.string(),
+    "VARCHAR[]": pa.list_(pa.string()),
+}
+
+
+def utcnow() -> datetime:
+    """Naive UTC now (TIMESTAMP columns hold naive UTC)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class FileReport:
+    """What happened to one input file."""
+
+    file: str
+    kind: str
+    sha256: str = ""
+    source_id: str | None = None
+    status: str = "ok"  # ok | partial | failed | skipped | already_imported
+    resources: Counter[str] = field(default_factory=Counter)
+    rows: Counter[str] = field(default_factory=Counter)
+    unknown_types: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    patients: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_error(self, exc: RecordFormatError, resource_id: str | None = None) -> None:
+        self.errors.append({"file": self.file, "resource_id": resource_id, "message": str(exc)})
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of the file's bytes as stored (compressed files hashed compressed)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def already_imported(con: duckdb.DuckDBPyConnection, sha256: str) -> bool:
+    """Whether a file with this content was imported completely before."""
+    row = con.execute(
+        "SELECT 1 FROM import_log WHERE sha256 = ? AND status = 'ok' LIMIT 1", [sha256]
+    ).fetchone()
+    return row is not None
+
+
+# --------------------------------------------------------------------------- row batches
+
+
+class Batch:
+    """Rows for one transaction, per table, plus the resource keys they come from."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[list[Any]]] = {}
+        self.names: dict[str, list[str]] = {}
+        self.keys: list[tuple[str, str, str, str]] = []  # table, resource_id, type, patient_id
+        self.resources: Counter[str] = Counter()
+        self.patients = 0
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, table: str, names: list[str], rows: list[list[Any]]) -> None:
+        if table not in self.rows:
+            self.rows[table] = []
+            self.names[table] = names
+        self.rows[table].extend(rows)
+
+
+class RecordsWriter:
+    """Inserts batches into the records tables (caller owns the transaction)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self._schemas: dict[str, pa.Schema] = {}
+
+    def _schema(self, table: str) -> pa.Schema:
+        if table not in self._schemas:
+            cols = self.con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = ? AND table_schema = 'main' AND table_catalog = current_database() ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+            self._schemas[table] = pa.schema([(n, _PA_TYPES.get(t, pa.string())) for n, t in cols])
+        return self._schemas[table]
+
+    def write(self, batch: Batch, prov: tuple[str, str, str]) -> tuple[Counter[str], int]:
+        """Insert new rows of ``batch``; return (rows per table, resources skipped as duplicates)."""
+        if not batch.keys:
+            return Counter(), 0
+        key_tbl = pa.table(
+            {
+                "table": [k[0] for k in batch.keys],
+                "resource_id": [k[1] for k in batch.keys],
+                "resource_type": [k[2] for k in batch.keys],
+                "patient_id": [k[3] for k in batch.keys],
+            }
+        )
+        con = self.con
+        con.register("wb_keys", key_tbl)
+        try:
+            existing = con.execute(
+                'SELECT k."table", k.resource_id FROM wb_keys k SEMI JOIN resource_keys r '
+                'ON k."table" = r."table" AND k.resource_id = r.resource_id'
+            ).fetchall()
+            source_file, source_id, import_id = prov
+            if existing:
+                dup = {(t, r) for t, r in existing}
+                key_tbl = key_tbl.filter(
+                    pa.array([(k[0], k[1]) not in dup for k in batch.keys], type=pa.bool_())
+                )
+                con.unregister("wb_keys")
+                con.register("wb_keys", key_tbl)
+            else:
+                dup = set()
+            con.execute(
+                'INSERT INTO resource_keys ("table", resource_id, resource_type, patient_id, source_id, import_id) '
+                'SELECT "table", resource_id, resource_type, patient_id, ?, ? FROM wb_keys',
+                [source_id, import_id],
+            )
+        finally:
+            con.unregister("wb_keys")
+        inserted: Counter[str] = Counter()
+        for table, rows in batch.rows.items():
+            names = batch.names[table]
+            if dup:
+                rows = [r for r in rows if (table, r[1]) not in dup]
+            if not rows:
+                continue
+            schema = self._schema(table)
+            cols = list(zip(*rows))
+            arrays: dict[str, pa.Array] = {}
+            for i, name in enumerate(names):
+                arrays[name] = pa.array(cols[i], type=schema.field(name).type)
+            n = len(rows)
+            arrays["source_file"] = pa.array([source_file] * n, type=pa.string())
+            arrays["source_id"] = pa.array([source_id] * n, type=pa.string())
+            arrays["import_id"] = pa.array([import_id] * n, type=pa.string())
+            tbl = pa.table(arrays)
+            con.register("wb_rows", tbl)
+            try:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM wb_rows")
+            finally:
+                con.unregister("wb_rows")
+            inserted[table] += n
+        return inserted, len(dup)
+
+
+# --------------------------------------------------------------------------- flattening
+
+
+class Flattener:
+    """Turns FHIR resources into table rows using the compiled specs."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, CompiledSpec] = compiled_specs()
+        # the columns each table gets from its spec, plus patient_id/resource_id in front
+        self._names: dict[str, list[str]] = {
+            rt: ["patient_id", "resource_id", *s.names] for rt, s in self.specs.items()
+        }
+        self._meas_names = [
+            "patient_id",
+            "resource_id",
+            "measure",
+            "value",
+            "unit",
+            "start",
+            "end",
+            "source",
+            "original_value",
+            "original_unit",
+            "type_identifier",
+        ]
+        obs = self.specs["Observation"].names
+        self._obs_idx = {
+            n: obs.index(n) + 2 for n in ("code", "component", "value_num", "unit_code", "unit", "effective")
+        }
+
+    def patient_of(
+        self, spec: CompiledSpec, resource: Mapping[str, Any], aliases: Mapping[str, str] | None
+    ) -> str | None:
+        if spec.spec.patient is None:
+            rid = resource.get("id")
+            return rid if isinstance(rid, str) else None
+        return resolve_reference(spec.patient_ref(resource), aliases)
+
+    def flatten(
+        self,
+        spec: CompiledSpec,
+        resource: Mapping[str, Any],
+        rid: str,
+        patient_id: str,
+        aliases: Mapping[str, str] | None,
+        batch: Batch,
+    ) -> None:
+        """Add the rows of one resource to ``batch`` (raises SpecValueError/UnitError on bad data)."""
+        spec.check_required(resource)
+        body = spec.rows(resource, aliases)
+        rows = [[patient_id, rid, *r] for r in body]
+        rtype = spec.spec.resource_type
+        batch.add(spec.table, self._names[rtype], rows)
+        batch.keys.append((spec.table, rid, rtype, patient_id))
+        batch.resources[rtype] += 1
+        if rtype == "Patient":
+            batch.patients += 1
+        elif rtype == "Observation":
+            self._measurements(rows, rid, patient_id, batch)
+
+    def _measurements(self, rows: list[list[Any]], rid: str, patient_id: str, batch: Batch) -> None:
+        """Vital signs with a shared measure name also land in ``measurements`` (source 'fhir')."""
+        ix = self._obs_idx
+        out: list[list[Any]] = []
+        for r in rows:
+            code = r[ix["component"]] or r[ix["code"]]
+            measure = LOINC_MEASURES.get(code) if code else None
+            value = r[ix["value_num"]]
+            if measure is None or value is None:
+                continue
+            unit = r[ix["unit_code"]] or r[ix["unit"]]
+            try:
+                v, u = to_canonical(measure, value, unit)
+            except UnitError:
+                continue  # the observation row keeps the value; measurements only take known units
+            ts = r[ix["effective"]]
+            out.append([patient_id, rid, measure, v, u, ts, ts, "fhir", value, unit, f"loinc:{code}"])
+        if out:
+            batch.add("measurements", self._meas_names, out)
+            batch.keys.append(("measurements", rid, "Observation", patient_id))
+
+
+def _err(
+    file: str, rtype: str | None, rid: str | None, msg: str, line: int | None = None
+) -> RecordFormatError:
+    where = f"{file}"
+    if line is not None:
+        where += f" line {line}"
+    what = f"{rtype or 'resource'}/{rid}" if rid else (rtype or "resource")
+    return RecordFormatError(f"{where}: {what}: {msg}")
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+def _read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise RecordFormatError(
+                f"{path}: truncated or corrupt gzip ({exc}); re-export or re-download the file"
+            ) from None
+    return raw
+
+
+def import_bundle(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    report: FileReport,
+    *,
+    import_id: str,
+    flattener: Flattener,
+    writer: RecordsWriter,
+    strict: bool = False,
+) -> None:
+    """Import one Bundle (or single-resource JSON) file; one transaction per patient."""
+    file = report.file
+    try:
+        doc = orjson.loads(_read_bytes(path))
+    except orjson.JSONDecodeError as exc:
+        raise RecordFormatError(f"{file}: not valid JSON ({exc}); fix or re-export the file") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
+        raise RecordFormatError(f"{file}: not a FHIR resource (no resourceType); expected a Bundle")
+    if doc["resourceType"] == "Bundle":
+        entries = doc.get("entry") or []
+        if not isinstance(entries, list):
+            raise RecordFormatError(f"{file}: Bundle.entry is not a list")
+    else:
+        entries = [{"resource": doc}]
+    del doc
+
+    # fullUrl -> id, so that "urn:uuid:..." references resolve to resource ids
+    aliases: dict[str, str] = {}
+    patient_ids: list[str] = []
+    for e in entries:
+        r = e.get("resource") if isinstance(e, dict) else None
+        if not isinstance(r, dict):
+            continue
+        rid = r.get("id")
+        full = e.get("fullUrl")
+        if isinstance(rid, str):
+            if isinstance(full, str):
+                aliases[full] = rid
+            if r.get("resourceType") == "Patient":
+                patient_ids.append(rid)
+    only_patient = patient_ids[0] if len(patient_ids) == 1 else None
+
+    groups: dict[str, Batch] = {}
+    failed: dict[str, RecordFormatError] = {}
+    seen: set[tuple[str, str]] = set()
+    specs = flattener.specs
+    for i, e in enumerate(entries):
+        r = e.get("resource") if isinstance(e, dict) else None
+        if not isinstance(r, dict):
+            problem = _err(file, None, None, f"entry {i} has no resource object")
+            _charge(problem, None, only_patient, failed, report, strict)
+            continue
+        rtype = r.get("resourceType")
+        rid = r.get("id")
+        if not isinstance(rtype, str) or not rtype:
+            problem = _err(
+                file, None, rid if isinstance(rid, str) else None, f"entry {i} has no resourceType"
+            )
+            _charge(problem, None, only_patient, failed, report, strict)
+            continue
+        spec = specs.get(rtype)
+        if spec is None:
+            report.unknown_types[rtype] += 1
+            continue
+        if not isinstance(rid, str) or not rid:
+            full = e.get("fullUrl")
+            rid = full[9:] if isinstance(full, str) and full.startswith("urn:uuid:") else None
+        if not rid:
+            problem = _err(file, rtype, None, f"entry {i} has no id; every resource needs one")
+            _charge(problem, None, only_patient, failed, report, strict)
+            continue
+        pid = flattener.patient_of(spec, r, aliases)
+        if pid is None:
+            problem = _err(file, rtype, rid, "no subject/patient reference (required)")
+            _charge(problem, None, only_patient, failed, report, strict)
+            continue
+        if pid in failed:
+            continue
+        if (spec.table, rid) in seen:
+            report.duplicates += 1
+            continue
+        seen.add((spec.table, rid))
+        batch = groups.get(pid)
+        if batch is None:
+            batch = groups[pid] = Batch()
+        try:
+            flattener.flatten(spec, r, rid, pid, aliases, batch)
+        except (SpecValueError, UnitError) as exc:
+            _charge(_err(file, rtype, rid, str(exc)), pid, only_patient, failed, report, strict)
+    del entries
+
+    prov = (file, report.source_id or "", import_id)
+    written = 0
+    for pid, batch in groups.items():
+        if pid in failed:
+            continue
+        written += 1
+        con.execute("BEGIN TRANSACTION")
+        try:
+            inserted, dups = writer.write(batch, prov)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        report.rows.update(inserted)
+        report.duplicates += dups
+        if dups < len(batch):
+            report.resources.update(batch.resources)
+            report.patients += batch.patients
+    if report.errors:
+        report.status = "partial" if written else "failed"
+
+
+def _charge(
+    exc: RecordFormatError,
+    pid: str | None,
+    only_patient: str | None,
+    failed: dict[str, RecordFormatError],
+    report: FileReport,
+    strict: bool,
+) -> None:
+    """Record a bad resource and fail the patient it belongs to (or the bundle's only patient)."""
+    if strict:
+        raise exc
+    report.add_error(exc)
+    owner = pid or only_patient
+    if owner is not None and owner not in failed:
+        failed[owner] = exc
+
+
+# --------------------------------------------------------------------------- NDJSON
+
+
+def ndjson_type(path: Path) -> str | None:
+    """The resource type a bulk file name declares (``Observation.000.ndjson.gz`` -> Observation)."""
+    head = path.name.split(".", 1)[0]
+    return head if head[:1].isupper() else None
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        yield from fh
+
+
+def import_ndjson(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    report: FileReport,
+    *,
+    import_id: str,
+    flattener: Flattener,
+    writer: RecordsWriter,
+    strict: bool = False,
+) -> None:
+    """Import one bulk NDJSON file in one transaction, streaming line by line."""
+    file = report.file
+    expected = ndjson_type(path)
+    prov = (file, report.source_id or "", import_id)
+    specs = flattener.specs
+    batch = Batch()
+    seen: set[tuple[str, str]] = set()
+    staged_rows: Counter[str] = Counter()
+    staged_res: Counter[str] = Counter()
+    staged = {"dups": 0, "patients": 0}
+
+    def flush() -> None:
+        nonlocal batch
+        inserted, dups = writer.write(batch, prov)
+        staged_rows.update(inserted)
+        staged["dups"] += dups
+        if dups < len(batch):
+            staged_res.update(batch.resources)
+            staged["patients"] += batch.patients
+        batch = Batch()
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        n = 0
+        for n, line in enumerate(_lines(path), start=1):
+            if not line.strip():
+                continue
+            try:
+                r = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                _line_error(report, _err(file, None, None, f"not valid JSON ({exc})", n), strict)
+                continue
+            if not isinstance(r, dict):
+                _line_error(report, _err(file, None, None, "not a JSON object", n), strict)
+                continue
+            rtype = r.get("resourceType")
+            rid = r.get("id") if isinstance(r.get("id"), str) else None
+            if not isinstance(rtype, str) or not rtype:
+                _line_error(report, _err(file, None, rid, "no resourceType", n), strict)
+                continue
+            if expected and rtype != expected and expected in specs:
+                msg = f"resourceType {rtype} in a {expected} file"
+                _line_error(report, _err(file, rtype, rid, msg, n), strict)
+                continue
+            spec = specs.get(rtype)
+            if spec is None:
+                report.unknown_types[rtype] += 1
+                continue
+            if not rid:
+                _line_error(report, _err(file, rtype, None, "no id; every resource needs one", n), strict)
+                continue
+            pid = flattener.patient_of(spec, r, None)
+            if pid is None:
+                _line_error(
+                    report, _err(file, rtype, rid, "no subject/patient reference (required)", n), strict
+                )
+                continue
+            if (spec.table, rid) in seen:
+                staged["dups"] += 1
+                continue
+            seen.add((spec.table, rid))
+            try:
+                flattener.flatten(spec, r, rid, pid, None, batch)
+            except (SpecValueError, UnitError) as exc:
+                # flatten() raises before adding anything, so the batch holds no part of it
+                _line_error(report, _err(file, rtype, rid, str(exc), n), strict)
+                continue
+            if len(batch) >= NDJSON_CHUNK:
+                flush()
+        flush()
+        con.execute("COMMIT")
+    except (EOFError, OSError, zlib.error) as exc:
+        con.execute("ROLLBACK")
+        raise RecordFormatError(
+            f"{file}: truncated or corrupt file after line {n} ({exc}); nothing from it was stored"
+        ) from None
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    report.rows.update(staged_rows)
+    report.resources.update(staged_res)
+    report.duplicates += staged["dups"]
+    report.patients += staged["patients"]
+    if report.errors:
+        report.status = "partial"
+
+
+def _line_error(report: FileReport, exc: RecordFormatError, strict: bool) -> None:
+    if strict:
+        raise exc
+    report.add_error(exc)
+
+
+def import_log_row(
+    con: duckdb.DuckDBPyConnection, report: FileReport, *, import_id: str, started: datetime
+) -> None:
+    """Record the outcome of one file in ``import_log`` (metadata only)."""
+    counts = {
+        "resources": dict(report.resources),
+        "rows": dict(report.rows),
+        "duplicates": report.duplicates,
+        "patients": report.patients,
+    }
+    # error messages name file, resource type/id and line; never resource content
+    con.execute(
+        "INSERT INTO import_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            import_id,
+            report.source_id,
+            report.file,
+            report.sha256,
+            report.kind,
+            started,
+            utcnow(),
+            report.status,
+            orjson.dumps(counts).decode(),
+            orjson.dumps(dict(report.unknown_types)).decode(),
+            orjson.dumps(report.errors).decode(),
+        ],
+    )
+
+
+__all__ = [
+    "PROVENANCE_COLUMNS",
+    "Batch",
+    "FileReport",
+    "Flattener",
+    "RecordsWriter",
+    "already_imported",
+    "import_bundle",
+    "import_log_row",
+    "import_ndjson",
+    "sha256_file",
+]

@@ -1,0 +1,660 @@
+"""Declarative FHIR R4 resource specs: which path of which resource becomes which column.
+
+The specs are data (:data:`SPECS`); :mod:`workbench.cohort.fhir_import` runs them. A path is a
+small FHIRPath subset, compiled once into closures so flattening stays fast:
+
+- ``a.b.c``: walk fields; lists are flattened at every step (FHIRPath collection semantics).
+- ``coding[0]``: the first element of the collection built so far.
+- ``coding[system=http://loinc.org]``: keep elements whose sub-path equals the value
+  (the key may itself be a dotted path: ``identifier[type.coding.code=MR]``).
+- ``x|y``: the first alternative that yields anything (``effectiveDateTime|effectivePeriod.start``).
+
+Every column has a type (``str``, ``float``, ``ts``, ``date``, ``ref``, ``json``, ``str[]``,
+``b64text``) and a mode: ``first`` value (default), ``join`` (space-joined) or ``all`` (a list).
+Timestamps are stored as naive UTC.
+
+Changing a spec's columns needs a named migration in :mod:`workbench.cohort.store`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+
+Getter = Callable[[Any], list[Any]]
+
+#: DuckDB type of each spec column type.
+DUCKDB_TYPES: dict[str, str] = {
+    "str": "VARCHAR",
+    "float": "DOUBLE",
+    "ts": "TIMESTAMP",
+    "date": "DATE",
+    "ref": "VARCHAR",
+    "json": "JSON",
+    "str[]": "VARCHAR[]",
+    "b64text": "VARCHAR",
+}
+
+#: Provenance columns that every records table starts with (docs/records-schema.md).
+PROVENANCE_COLUMNS: tuple[str, ...] = ("patient_id", "resource_id", "source_file", "source_id", "import_id")
+
+
+class SpecValueError(ValueError):
+    """A value that does not fit its column type (the importer adds file and resource id)."""
+
+
+# --------------------------------------------------------------------------- path language
+
+
+def _split_top(expr: str, sep: str) -> list[str]:
+    """Split ``expr`` on ``sep`` outside square brackets (filter values contain dots)."""
+    parts: list[str] = []
+    depth = 0
+    buf: list[str] = []
+    for ch in expr:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        if ch == sep and depth == 0:
+            parts.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+    parts.append("".join(buf))
+    return parts
+
+
+def _step_field(name: str) -> Callable[[list[Any]], list[Any]]:
+    def step(nodes: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for node in nodes:
+            if type(node) is dict:
+                v = node.get(name)
+                if v is None:
+                    continue
+                if type(v) is list:
+                    out.extend(v)
+                else:
+                    out.append(v)
+        return out
+
+    return step
+
+
+def _step_index(i: int) -> Callable[[list[Any]], list[Any]]:
+    def step(nodes: list[Any]) -> list[Any]:
+        return [nodes[i]] if -len(nodes) <= i < len(nodes) else []
+
+    return step
+
+
+def _step_filter(key: str, value: str) -> Callable[[list[Any]], list[Any]]:
+    sub = compile_path(key)
+
+    def step(nodes: list[Any]) -> list[Any]:
+        return [n for n in nodes if any(_as_text(v) == value for v in sub(n))]
+
+    return step
+
+
+def _as_text(v: Any) -> str:
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    return str(v)
+
+
+def _compile_alternative(expr: str) -> Getter:
+    steps: list[Callable[[list[Any]], list[Any]]] = []
+    for seg in _split_top(expr, "."):
+        seg = seg.strip()
+        if not seg:
+            raise ValueError(f"empty segment in path {expr!r}")
+        name, _, rest = seg.partition("[")
+        if name:
+            steps.append(_step_field(name))
+        while rest:
+            inner, _, rest = rest.partition("]")
+            rest = rest.removeprefix("[")
+            if "=" in inner:
+                k, _, v = inner.partition("=")
+                steps.append(_step_filter(k, v))
+            else:
+                steps.append(_step_index(int(inner)))
+
+    def get(node: Any) -> list[Any]:
+        nodes = [node]
+        for step in steps:
+            nodes = step(nodes)
+            if not nodes:
+                return nodes
+        return nodes
+
+    return get
+
+
+def compile_path(expr: str) -> Getter:
+    """Compile a path expression into a function ``resource -> list of values``."""
+    alts = [_compile_alternative(a) for a in _split_top(expr, "|")]
+    if len(alts) == 1:
+        return alts[0]
+
+    def get(node: Any) -> list[Any]:
+        for alt in alts:
+            out = alt(node)
+            if out:
+                return out
+        return []
+
+    return get
+
+
+# --------------------------------------------------------------------------- value conversion
+
+
+def parse_fhir_datetime(s: Any) -> datetime:
+    """Parse a FHIR date, dateTime or instant into a naive UTC datetime (partial dates -> first day)."""
+    if not isinstance(s, str):
+        raise SpecValueError(f"expected a date string, got {type(s).__name__}")
+    try:
+        n = len(s)
+        if n == 4:
+            return datetime(int(s), 1, 1)
+        if n == 7:
+            return datetime(int(s[:4]), int(s[5:7]), 1)
+        dt = datetime.fromisoformat(s)
+    except ValueError as exc:
+        raise SpecValueError(f"impossible or malformed date {s!r}") from exc
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def parse_fhir_date(s: Any) -> date:
+    """Parse a FHIR date (or the date part of a dateTime)."""
+    if isinstance(s, str) and len(s) > 10:
+        return parse_fhir_datetime(s).date()
+    return parse_fhir_datetime(s).date()
+
+
+def to_float(v: Any) -> float:
+    """A FHIR decimal/integer as float; strings that are numbers are accepted."""
+    if type(v) is float or type(v) is int:
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            pass
+    raise SpecValueError(f"expected a number, got {type(v).__name__}")
+
+
+def decode_attachment(v: Any) -> str:
+    """Decode a base64 attachment ``data`` into text (UTF-8, undecodable bytes replaced)."""
+    if not isinstance(v, str):
+        raise SpecValueError("attachment data is not a base64 string")
+    try:
+        raw = base64.b64decode(v, validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise SpecValueError("attachment data is not valid base64") from exc
+    return raw.decode("utf-8", errors="replace")
+
+
+def resolve_reference(ref: Any, aliases: Mapping[str, str] | None = None) -> str | None:
+    """Map a FHIR reference (``urn:uuid:x``, ``Patient/x``, ``http://.../Patient/x``) to a resource id."""
+    if type(ref) is dict:
+        ref = ref.get("reference")
+    if not isinstance(ref, str) or not ref:
+        return None
+    if aliases is not None:
+        hit = aliases.get(ref)
+        if hit is not None:
+            return hit
+    if ref.startswith("urn:uuid:"):
+        return ref[9:]
+    if ref.startswith("#"):
+        return None  # contained resource: no row of its own
+    if "?" in ref:  # conditional reference (Practitioner?identifier=sys|value): keep the value
+        return ref.rsplit("|", 1)[-1]
+    parts = ref.rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        return parts[-3]
+    return parts[-1]
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class Column:
+    """One output column: ``name`` <- ``path`` as ``type``; ``each`` overrides the path on exploded rows."""
+
+    name: str
+    path: str | None
+    type: str = "str"
+    mode: str = "first"  # first | join | all
+    each: str | None = None
+    const: Any = None
+
+    def __post_init__(self) -> None:
+        if self.type not in DUCKDB_TYPES:
+            raise ValueError(f"column {self.name}: unknown type {self.type!r}")
+        if self.mode not in ("first", "join", "all"):
+            raise ValueError(f"column {self.name}: unknown mode {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """How one FHIR resource type becomes rows of one table."""
+
+    resource_type: str
+    table: str
+    columns: tuple[Column, ...]
+    #: Path to the subject reference; ``None`` means the resource *is* the patient.
+    patient: str | None = "subject.reference|patient.reference"
+    #: Paths that must yield a value, else the resource is rejected (besides ``patient``).
+    required: tuple[str, ...] = ()
+    #: Explode into one row per element of this path (Observation.component); the
+    #: resource gives a single row when the path yields nothing.
+    explode: str | None = None
+    #: Columns whose value is fixed for this resource type (e.g. medications.kind).
+    constants: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _c(
+    name: str, path: str | None, type: str = "str", mode: str = "first", each: str | None = None
+) -> Column:
+    return Column(name, path, type, mode, each)
+
+
+_CODE = (
+    _c("code_system", "code.coding.system"),
+    _c("code", "code.coding.code"),
+    _c("display", "code.coding.display|code.text"),
+)
+_ENC = _c("encounter_id", "encounter.reference|context.encounter.reference", "ref")
+
+_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+_ETHN = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+_GEO = "http://hl7.org/fhir/StructureDefinition/geolocation"
+
+SPECS: tuple[ResourceSpec, ...] = (
+    ResourceSpec(
+        "Patient",
+        "patients",
+        (
+            _c("family", "name[use=official].family|name.family"),
+            _c("given", "name[use=official][0].given|name[0].given", mode="join"),
+            _c("prefix", "name[use=official][0].prefix|name[0].prefix", mode="join"),
+            _c("birth_date", "birthDate", "date"),
+            _c("deceased_date", "deceasedDateTime", "date"),
+            _c("gender", "gender"),
+            _c("race", f"extension[url={_RACE}].extension[url=text].valueString"),
+            _c("ethnicity", f"extension[url={_ETHN}].extension[url=text].valueString"),
+            _c("marital_status", "maritalStatus.coding.code|maritalStatus.text"),
+            _c("address_line", "address[0].line", mode="join"),
+            _c("city", "address.city"),
+            _c("state", "address.state"),
+            _c("postal_code", "address.postalCode"),
+            _c("country", "address.country"),
+            _c("lat", f"address.extension[url={_GEO}].extension[url=latitude].valueDecimal", "float"),
+            _c("lon", f"address.extension[url={_GEO}].extension[url=longitude].valueDecimal", "float"),
+            _c("phone", "telecom[system=phone].value"),
+            _c("email", "telecom[system=email].value"),
+            _c(
+                "ssn",
+                "identifier[system=http://hl7.org/fhir/sid/us-ssn].value|identifier[type.coding.code=SS].value",
+            ),
+            _c("mrn", "identifier[type.coding.code=MR].value"),
+            _c("drivers_license", "identifier[type.coding.code=DL].value"),
+            _c("passport", "identifier[type.coding.code=PPN].value"),
+            _c("language", "communication.language.coding.code|communication.language.text"),
+            _c("deceased", "deceasedBoolean"),
+        ),
+        patient=None,
+    ),
+    ResourceSpec(
+        "Encounter",
+        "encounters",
+        (
+            _c("encounter_id", "id"),
+            _c("start", "period.start", "ts"),
+            _c("end", "period.end", "ts"),
+            _c("class", "class.code"),
+            _c("status", "status"),
+            _c("type_code", "type.coding.code"),
+            _c("type_display", "type.coding.display|type.text"),
+            _c("reason_code", "reasonCode.coding.code"),
+            _c("reason_display", "reasonCode.coding.display|reasonCode.text"),
+            _c("provider", "participant.individual.reference", "ref"),
+            _c("organization", "serviceProvider.reference", "ref"),
+        ),
+        required=("status",),
+    ),
+    ResourceSpec(
+        "Condition",
+        "conditions",
+        (
+            _ENC,
+            *_CODE,
+            _c("clinical_status", "clinicalStatus.coding.code"),
+            _c("verification_status", "verificationStatus.coding.code"),
+            _c("onset", "onsetDateTime|onsetPeriod.start", "ts"),
+            _c("abatement", "abatementDateTime|abatementPeriod.start", "ts"),
+            _c("recorded", "recordedDate", "ts"),
+            _c("category", "category.coding.code"),
+        ),
+        required=("code",),
+    ),
+    ResourceSpec(
+        "Observation",
+        "observations",
+        (
+            _ENC,
+            _c("category", "category.coding.code"),
+            _c("code_system", "code.coding.system"),
+            _c("code", "code.coding.code"),
+            _c("display", "code.coding.display|code.text", each="code.coding.display|code.text"),
+            _c("component", None, each="code.coding.code"),
+            _c(
+                "value_num",
+                "valueQuantity.value|valueInteger",
+                "float",
+                each="valueQuantity.value|valueInteger",
+            ),
+            _c(
+                "value_text",
+                "valueString|valueCodeableConcept.text|valueCodeableConcept.coding.display|valueBoolean",
+                each="valueString|valueCodeableConcept.text|valueCodeableConcept.coding.display",
+            ),
+            _c("unit", "valueQuantity.unit", each="valueQuantity.unit"),
+            _c("unit_code", "valueQuantity.code", each="valueQuantity.code"),
+            _c("effective", "effectiveDateTime|effectivePeriod.start|effectiveInstant|issued", "ts"),
+            _c("status", "status"),
+            _c("interpretation", "interpretation.coding.code", each="interpretation.coding.code"),
+            _c("ref_low", "referenceRange.low.value", "float", each="referenceRange.low.value"),
+            _c("ref_high", "referenceRange.high.value", "float", each="referenceRange.high.value"),
+        ),
+        required=("code", "status"),
+        explode="component",
+    ),
+    ResourceSpec(
+        "MedicationRequest",
+        "medications",
+        (
+            _ENC,
+            _c("kind", None),
+            _c("status", "status"),
+            _c("intent", "intent"),
+            _c("code_system", "medicationCodeableConcept.coding.system"),
+            _c("code", "medicationCodeableConcept.coding.code"),
+            _c("display", "medicationCodeableConcept.coding.display|medicationCodeableConcept.text"),
+            _c("medication_ref", "medicationReference.reference", "ref"),
+            _c("authored", "authoredOn", "ts"),
+            _c("dosage_text", "dosageInstruction.text"),
+            _c("reason_code", "reasonCode.coding.code|reasonReference.reference"),
+        ),
+        required=("status",),
+        constants={"kind": "request"},
+    ),
+    ResourceSpec(
+        "MedicationStatement",
+        "medications",
+        (
+            _ENC,
+            _c("kind", None),
+            _c("status", "status"),
+            _c("intent", None),
+            _c("code_system", "medicationCodeableConcept.coding.system"),
+            _c("code", "medicationCodeableConcept.coding.code"),
+            _c("display", "medicationCodeableConcept.coding.display|medicationCodeableConcept.text"),
+            _c("medication_ref", "medicationReference.reference", "ref"),
+            _c("authored", "effectiveDateTime|effectivePeriod.start|dateAsserted", "ts"),
+            _c("dosage_text", "dosage.text"),
+            _c("reason_code", "reasonCode.coding.code|reasonReference.reference"),
+        ),
+        required=("status",),
+        constants={"kind": "statement"},
+    ),
+    ResourceSpec(
+        "Immunization",
+        "immunizations",
+        (
+            _ENC,
+            _c("status", "status"),
+            _c("code_system", "vaccineCode.coding.system"),
+            _c("code", "vaccineCode.coding.code"),
+            _c("display", "vaccineCode.coding.display|vaccineCode.text"),
+            _c("occurrence", "occurrenceDateTime", "ts"),
+        ),
+        required=("vaccineCode",),
+    ),
+    ResourceSpec(
+        "Procedure",
+        "procedures",
+        (
+            _ENC,
+            _c("status", "status"),
+            *_CODE,
+            _c("performed_start", "performedPeriod.start|performedDateTime", "ts"),
+            _c("performed_end", "performedPeriod.end", "ts"),
+            _c("reason_code", "reasonCode.coding.code|reasonReference.reference"),
+        ),
+        required=("code",),
+    ),
+    ResourceSpec(
+        "AllergyIntolerance",
+        "allergies",
+        (
+            *_CODE,
+            _c("clinical_status", "clinicalStatus.coding.code"),
+            _c("criticality", "criticality"),
+            _c("category", "category"),
+            _c("recorded", "recordedDate|onsetDateTime", "ts"),
+        ),
+        required=("code",),
+    ),
+    ResourceSpec(
+        "DiagnosticReport",
+        "diagnostic_reports",
+        (
+            _ENC,
+            _c("status", "status"),
+            _c("category", "category.coding.code"),
+            _c("code", "code.coding.code"),
+            _c("display", "code.coding.display|code.text"),
+            _c("effective", "effectiveDateTime|effectivePeriod.start|issued", "ts"),
+            _c("result_ids", "result.reference", "str[]", mode="all"),
+        ),
+        required=("code",),
+    ),
+    ResourceSpec(
+        "DocumentReference",
+        "documents",
+        (
+            _ENC,
+            _c("status", "status"),
+            _c("type_code", "type.coding.code"),
+            _c("type_display", "type.coding.display|type.text"),
+            _c("date", "date|context.period.start", "ts"),
+            _c("content_type", "content.attachment.contentType"),
+            _c("text", "content.attachment.data", "b64text"),
+        ),
+        required=("content",),
+    ),
+    ResourceSpec(
+        "Claim",
+        "claims",
+        (
+            _c("encounter_id", "item.encounter.reference", "ref"),
+            _c("status", "status"),
+            _c("type", "type.coding.code"),
+            _c("created", "created", "ts"),
+            _c("billable_start", "billablePeriod.start", "ts"),
+            _c("total", "total.value", "float"),
+            _c("currency", "total.currency"),
+            _c("items", "item", "json", mode="all"),
+        ),
+    ),
+    ResourceSpec(
+        "ExplanationOfBenefit",
+        "eobs",
+        (
+            _c("encounter_id", "item.encounter.reference", "ref"),
+            _c("claim_id", "claim.reference", "ref"),
+            _c("status", "status"),
+            _c("type", "type.coding.code"),
+            _c("created", "created", "ts"),
+            _c("total", "total[category.coding.code=submitted].amount.value|total.amount.value", "float"),
+            _c("payment", "payment.amount.value", "float"),
+            _c("currency", "total.amount.currency|payment.amount.currency"),
+        ),
+    ),
+    ResourceSpec(
+        "Coverage",
+        "coverage",
+        (
+            _c("status", "status"),
+            _c("type", "type.coding.code|type.text"),
+            _c("payor", "payor.display|payor.reference"),
+            _c("period_start", "period.start", "ts"),
+            _c("period_end", "period.end", "ts"),
+        ),
+        patient="beneficiary.reference|subscriber.reference",
+    ),
+)
+
+SPECS_BY_TYPE: dict[str, ResourceSpec] = {s.resource_type: s for s in SPECS}
+
+
+def table_columns() -> dict[str, list[tuple[str, str]]]:
+    """``{table: [(column, duckdb_type), ...]}`` with provenance columns first, from all specs."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for spec in SPECS:
+        cols = out.setdefault(spec.table, [(c, "VARCHAR") for c in PROVENANCE_COLUMNS])
+        names = {n for n, _ in cols}
+        for col in spec.columns:
+            if col.name not in names:
+                cols.append((col.name, DUCKDB_TYPES[col.type]))
+                names.add(col.name)
+    return out
+
+
+# --------------------------------------------------------------------------- compiled runner
+
+
+class CompiledSpec:
+    """A :class:`ResourceSpec` with its paths compiled, ready to flatten resources into rows."""
+
+    def __init__(self, spec: ResourceSpec) -> None:
+        self.spec = spec
+        self.table = spec.table
+        self.names: list[str] = [c.name for c in spec.columns]
+        self._cols = [
+            (
+                c.name,
+                compile_path(c.path) if c.path else None,
+                compile_path(c.each) if c.each else None,
+                c.type,
+                c.mode,
+                spec.constants.get(c.name),
+            )
+            for c in spec.columns
+        ]
+        self._patient = compile_path(spec.patient) if spec.patient else None
+        self._required = [(p, compile_path(p)) for p in spec.required]
+        self._explode = compile_path(spec.explode) if spec.explode else None
+
+    def patient_ref(self, resource: Mapping[str, Any]) -> Any:
+        """The raw subject reference (``None`` for Patient itself, which is its own subject)."""
+        if self._patient is None:
+            return None
+        vals = self._patient(resource)
+        return vals[0] if vals else None
+
+    def check_required(self, resource: Mapping[str, Any]) -> None:
+        for path, get in self._required:
+            if not get(resource):
+                raise SpecValueError(f"required field {path!r} is missing")
+
+    def rows(self, resource: Mapping[str, Any], aliases: Mapping[str, str] | None) -> list[list[Any]]:
+        """Flatten ``resource`` into rows (one, or one per exploded element)."""
+        items = self._explode(resource) if self._explode is not None else None
+        if not items:
+            return [
+                [self._value(name, get, t, m, k, resource, aliases) for name, get, _e, t, m, k in self._cols]
+            ]
+        out: list[list[Any]] = []
+        for item in items:
+            row = []
+            for name, get, each, t, m, k in self._cols:
+                if each is not None:
+                    row.append(self._value(name, each, t, m, k, item, aliases))
+                else:
+                    row.append(self._value(name, get, t, m, k, resource, aliases))
+            out.append(row)
+        return out
+
+    @staticmethod
+    def _value(
+        name: str,
+        get: Getter | None,
+        typ: str,
+        mode: str,
+        const: Any,
+        node: Any,
+        aliases: Mapping[str, str] | None,
+    ) -> Any:
+        if get is None:
+            return const
+        vals = get(node)
+        if not vals:
+            return None
+        try:
+            if mode == "all":
+                if typ == "json":
+                    return orjson.dumps(vals).decode()
+                return [_convert(v, "str" if typ == "str[]" else typ, aliases) for v in vals]
+            if mode == "join":
+                return " ".join(_as_text(v) for v in vals if not isinstance(v, dict | list))
+            return _convert(vals[0], typ, aliases)
+        except SpecValueError as exc:
+            raise SpecValueError(f"column {name}: {exc}") from None
+
+
+def _convert(v: Any, typ: str, aliases: Mapping[str, str] | None) -> Any:
+    if typ == "str":
+        if isinstance(v, dict | list):
+            return orjson.dumps(v).decode()
+        return _as_text(v)
+    if typ == "ts":
+        return parse_fhir_datetime(v)
+    if typ == "float":
+        return to_float(v)
+    if typ == "ref":
+        return resolve_reference(v, aliases)
+    if typ == "date":
+        return parse_fhir_date(v)
+    if typ == "json":
+        return orjson.dumps(v).decode()
+    if typ == "b64text":
+        return decode_attachment(v)
+    raise SpecValueError(f"unknown type {typ}")
+
+
+def compiled_specs() -> dict[str, CompiledSpec]:
+    """Compiled specs keyed by resource type (compile once per import)."""
+    return {s.resource_type: CompiledSpec(s) for s in SPECS}
+
+
+def spec_tables() -> Sequence[str]:
+    """Names of the FHIR tables, in spec order."""
+    return list(dict.fromkeys(s.table for s in SPECS))
