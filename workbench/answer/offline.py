@@ -1,0 +1,134 @@
+"""Offline, evidence-only answers: the most relevant source sentences, each cited.
+
+No language model is involved. Candidate sentences come from the numbered context items
+(passage sentences, patient facts). Each gets a relevance score::
+
+    relevance = 0.6 * cosine(question, sentence) + 0.25 * recall(question words in sentence)
+                + 0.15 * relevance of its item (retrieval rank, fact priority)
+
+Sentences are then picked by maximal marginal relevance (lambda 0.7) so near-duplicates
+(cosine above 0.85 to a picked sentence) are skipped, and picking stops at a floor relative
+to the best sentence so weakly related text is not padded in. The picked sentences are
+printed grouped by source in context order, each ending with its citation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from workbench.answer.citations import Encoder, attach_citations
+from workbench.answer.context import ContextItem
+from workbench.answer.text import content_words, split_sentences, token_recall
+
+COS_WEIGHT = 0.6
+LEX_WEIGHT = 0.25
+ITEM_WEIGHT = 0.15
+MMR_LAMBDA = 0.7
+REDUNDANT_COSINE = 0.85
+#: Stop once a sentence's relevance drops below this share of the best one.
+RELATIVE_FLOOR = 0.75
+MIN_CONTENT_WORDS = 4
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One sentence that could be quoted, with where it came from."""
+
+    text: str
+    item: int
+    position: int
+    relevance: float = 0.0
+
+
+def candidates(items: Sequence[ContextItem], *, max_per_item: int = 30) -> list[Candidate]:
+    """Quotable sentences of every item (facts whole; passages split into sentences)."""
+    out: list[Candidate] = []
+    for it in items:
+        if it.kind == "record":
+            out.append(Candidate(it.text, it.number, 0))
+            continue
+        for pos, sent in enumerate(split_sentences(it.text)[:max_per_item]):
+            sent = re.sub(r"\s+", " ", sent).strip()
+            # Headings and fragments read badly and say little.
+            if len(content_words(sent)) < MIN_CONTENT_WORDS or sent.isupper():
+                continue
+            out.append(Candidate(sent, it.number, pos))
+    return out
+
+
+def _item_prior(items: Sequence[ContextItem]) -> dict[int, float]:
+    # Item relevances come on different scales (fused retrieval scores, fact priorities);
+    # rank them within the context instead so the prior is comparable.
+    ranked = sorted(items, key=lambda it: -it.relevance)
+    n = max(len(ranked), 1)
+    return {it.number: 1.0 - i / n for i, it in enumerate(ranked)}
+
+
+def select_sentences(
+    question: str,
+    items: Sequence[ContextItem],
+    encoder: Encoder | None,
+    *,
+    max_sentences: int = 5,
+    relative_floor: float = RELATIVE_FLOOR,
+) -> list[Candidate]:
+    """Pick up to ``max_sentences`` relevant, non-redundant sentences (MMR)."""
+    cands = candidates(items)
+    if not cands:
+        return []
+    prior = _item_prior(items)
+    if encoder is not None:
+        vecs = encoder.encode([question, *[c.text for c in cands]])
+        qv, sv = vecs[0], vecs[1:]
+        cos = sv @ qv
+    else:
+        sv = None
+        cos = np.zeros(len(cands), dtype=np.float32)
+    for c, cs in zip(cands, cos):
+        c.relevance = (
+            COS_WEIGHT * max(float(cs), 0.0)
+            + LEX_WEIGHT * token_recall(question, c.text)
+            + ITEM_WEIGHT * prior.get(c.item, 0.0)
+        )
+    best = max(c.relevance for c in cands)
+    pool = [i for i, c in enumerate(cands) if c.relevance >= relative_floor * best]
+    chosen: list[int] = []
+    while pool and len(chosen) < max_sentences:
+
+        def mmr(i: int) -> float:
+            if sv is None or not chosen:
+                return cands[i].relevance
+            return MMR_LAMBDA * cands[i].relevance - (1 - MMR_LAMBDA) * float(max(sv[chosen] @ sv[i]))
+
+        i = max(pool, key=mmr)
+        pool.remove(i)
+        if sv is not None and chosen and float(max(sv[chosen] @ sv[i])) > REDUNDANT_COSINE:
+            continue
+        if any(cands[i].text == cands[j].text for j in chosen):
+            continue
+        chosen.append(i)
+    picked = [cands[i] for i in chosen]
+    order = {it.number: k for k, it in enumerate(items)}
+    picked.sort(key=lambda c: (order.get(c.item, 0), c.position))
+    return picked
+
+
+def extractive_answer(
+    question: str,
+    items: Sequence[ContextItem],
+    encoder: Encoder | None,
+    *,
+    max_sentences: int = 5,
+) -> str:
+    """The offline answer text: selected sentences, each with its ``[n]`` citation."""
+    picked = select_sentences(question, items, encoder, max_sentences=max_sentences)
+    return " ".join(attach_citations(_terminate(c.text), [c.item]) for c in picked)
+
+
+def _terminate(sentence: str) -> str:
+    s = sentence.strip()
+    return s if s.endswith((".", "!", "?")) else s + "."
