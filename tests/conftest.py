@@ -17,6 +17,9 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    # The encrypted workspace needs a passphrase; the fast KDF profile keeps each open ~1 ms.
+    monkeypatch.setenv("WB_PASSPHRASE", "test passphrase")
+    monkeypatch.setenv("WB_KDF_PROFILE", "fast")
 
 
 @pytest.fixture
