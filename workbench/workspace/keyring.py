@@ -123,6 +123,12 @@ def unlock(root: Path, data: dict[str, Any], passphrase: str | None) -> bytes:
     return master
 
 
+def is_cached(root: Path, data: dict[str, Any]) -> bool:
+    """True when this process already holds the master key of ``root``."""
+    with _CACHE_LOCK:
+        return _cache_key(root, data) in _MASTER_CACHE
+
+
 def forget_cached_keys() -> None:
     """Drop every cached master key (tests; a 'lock now' button)."""
     with _CACHE_LOCK:

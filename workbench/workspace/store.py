@@ -22,8 +22,10 @@ cached in this process's memory so reopening costs no KDF.
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
+import sys
 import threading
 import time
 import uuid
@@ -127,6 +129,13 @@ def _resolve_passphrase(passphrase: str | None) -> str | None:
     if path:
         return Path(path).read_text(encoding="utf-8").rstrip("\n")
     return None
+
+
+def _prompt_passphrase(root: Path) -> str | None:
+    """Ask on the terminal when there is one (CLI and console use); None otherwise."""
+    if sys.stdin is None or not sys.stdin.isatty():
+        return None
+    return getpass.getpass(f"Passphrase for workspace {root}: ") or None
 
 
 def _check_name(name: str, what: str) -> str:
@@ -611,6 +620,7 @@ def open_workspace(
     if not keyring.exists(root):
         if not create:
             raise WorkspaceError(f"{root}: no workspace here (run `workbench workspace init`)")
+        secret = secret or _prompt_passphrase(root)
         if not secret:
             raise WorkspaceError(
                 f"{root}: a new workspace needs a passphrase; set WB_PASSPHRASE or run `workbench workspace init`"
@@ -619,6 +629,8 @@ def open_workspace(
         keyring.create(root, secret)
         fresh = True
     data = keyring.load(root)
+    if secret is None and not keyring.is_cached(root, data):
+        secret = _prompt_passphrase(root)
     master = keyring.unlock(root, data, secret)  # WrongPassphrase before anything is written
     if comp_name not in data["compartments"]:
         if not create:
