@@ -123,7 +123,10 @@ def parse_markdown(
 
 # -------------------------------------------------------------------------------------------------- HTML
 
-_SKIP = frozenset({"script", "style", "noscript", "template", "svg", "iframe", "object", "head", "math"})
+# Invisible or boilerplate content: never evidence. (<nav> menus repeat on every page of a site.)
+_SKIP = frozenset(
+    {"script", "style", "noscript", "template", "svg", "iframe", "object", "head", "math", "nav"}
+)
 _BLOCK = frozenset(
     "address article aside blockquote br dd div dl dt figcaption figure footer form header hr li main nav "
     "ol p pre section table tbody thead tfoot tr td th ul caption details summary".split()
