@@ -105,19 +105,23 @@ def _file_entry(out: Path, rel: str, role: str = "data") -> dict[str, Any]:
 
 
 def build_scifact(data_dir: Path, out: Path) -> list[dict[str, Any]]:
+    """corpus.jsonl, verified against its recorded sha256, gzip-compressed."""
     raw = (data_dir / "scifact" / "corpus.jsonl").read_bytes()
     expected = CORPORA["scifact"]["source"]["original_sha256"]
     if hashlib.sha256(raw).hexdigest() != expected:
         raise SystemExit("scifact/corpus.jsonl does not match its recorded sha256")
     (out / "scifact").mkdir(parents=True, exist_ok=True)
     (out / "scifact" / "corpus.jsonl.gz").write_bytes(_gzip_bytes(raw))
+    CORPORA["scifact"]["source_records"] = raw.count(b"\n")
     return [_file_entry(out, "scifact/corpus.jsonl.gz"), _file_entry(out, "scifact/NOTICE.md", "licence")]
 
 
 def build_pubmedqa(data_dir: Path, out: Path) -> list[dict[str, Any]]:
+    """ori_pqal.json without its answer fields, compact JSON, gzip-compressed."""
     src = json.loads((data_dir / "pubmedqa" / "ori_pqal.json").read_text(encoding="utf-8"))
     keep = ("QUESTION", "CONTEXTS", "LABELS", "MESHES", "YEAR")
     slim = {pmid: {k: rec[k] for k in keep if k in rec} for pmid, rec in src.items()}
+    CORPORA["pubmedqa"]["source_records"] = len(slim)
     assert not any(f in r for r in slim.values() for f in LABEL_FIELDS)
     text = json.dumps(slim, ensure_ascii=False, indent=None, separators=(",", ":"))
     (out / "pubmedqa").mkdir(parents=True, exist_ok=True)
@@ -129,8 +133,10 @@ def build_pubmedqa(data_dir: Path, out: Path) -> list[dict[str, Any]]:
 
 
 def build_medquad(data_dir: Path, out: Path) -> list[dict[str, Any]]:
+    """The seven subsets' XML files, unchanged, in one reproducible tar.gz."""
     root = data_dir / "guidelines" / "medquad"
     buf = io.BytesIO()
+    n_files = 0
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for subset in MEDQUAD_SUBSETS:
             for f in sorted((root / subset).glob("*.xml")):
@@ -140,6 +146,8 @@ def build_medquad(data_dir: Path, out: Path) -> list[dict[str, Any]]:
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""
                 tar.addfile(info, io.BytesIO(data))
+                n_files += 1
+    CORPORA["medquad"]["source_records"] = n_files
     (out / "medquad").mkdir(parents=True, exist_ok=True)
     (out / "medquad" / "medquad.tar.gz").write_bytes(_gzip_bytes(buf.getvalue()))
     lic = (data_dir / "guidelines" / "LICENSE-CC-BY-4.0.txt").read_bytes()
@@ -162,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in SHIPPED_CORPORA:
         files = builders[name](args.data, out)
         entries.append({"name": name, **CORPORA[name], "files": files, "documents": None})
+        # source_records: records in the source (lines, PMIDs, XML files); documents: what the readers yield.
     manifest = {"manifest_version": 1, "corpora": entries}
     (out / "manifest.json").write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"

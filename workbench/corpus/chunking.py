@@ -33,8 +33,11 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORD = re.compile(r"\S+")
 
 # A sentence ends at . ! ? (plus closing quotes/brackets) before whitespace and a capital letter,
-# digit or opening quote/bracket; or at any line break (list items, headings, paragraphs).
-_SENT_END = re.compile(r"[.!?]+[\"'\u2019\u201d)\]]*(?=\s+[\"'\u2018\u201c(\[]?[A-Z0-9])|\n")
+# digit or opening quote/bracket, possibly after an inline bullet ("... risk. - Signs include");
+# or at any line break (list items, headings, paragraphs).
+_SENT_END = re.compile(
+    r"[.!?]+[\"'\u2019\u201d)\]]*(?=\s+(?:[-\u2022*]\s+)?[\"'\u2018\u201c(\[]?[A-Z0-9])|\n"
+)
 
 # Words that end with a period without ending a sentence ("e.g. Smith", "Fig. 2").
 _ABBREVIATIONS = frozenset(
@@ -64,13 +67,12 @@ def count_tokens_default(text: str) -> int:
 
 def _is_abbreviation(text: str, dot: int, floor: int) -> bool:
     """True when the period at ``dot`` closes an abbreviation or an initial rather than a sentence."""
-    begin = dot
-    while begin > floor and not text[begin - 1].isspace() and text[begin - 1] not in "([":
-        begin -= 1
-    word = text[begin:dot]
+    # Every listed abbreviation is at most 6 characters, so a short look-back is enough (and fast).
+    tail = text[max(floor, dot - 7) : dot].rsplit(None, 1)
+    word = tail[-1].lstrip("([") if tail else ""
     if len(word) == 1 and word.isalpha() and word.isupper():
         return True  # an initial: "J. Smith"
-    return word.lower() in _ABBREVIATIONS
+    return len(word) < 7 and word.lower() in _ABBREVIATIONS
 
 
 def _trimmed(text: str, start: int, end: int, out: list[tuple[int, int]]) -> None:
