@@ -233,3 +233,20 @@ def test_sniff_by_content(tmp_path: Path) -> None:
     assert sniff(tmp_path / "readme.md") == "skipped"
     shutil.copy(FHIR / "PROVENANCE.md", tmp_path / "p.md")
     assert sniff(tmp_path / "p.md") == "skipped"
+
+
+def test_first_value_matches_full_path() -> None:
+    from workbench.cohort.specs import compile_first
+
+    docs = [
+        {"name": [{"given": ["A"]}, {"family": "F", "given": ["B", "C"]}]},
+        {"name": [{"family": "G"}]},
+        {"name": []},
+        {"name": {"family": "H"}},
+        {},
+    ]
+    for path in ("name.family", "name.given", "name[0].given", "x|name.family", "name[family=F].given"):
+        full, first = compile_path(path), compile_first(path)
+        for d in docs:
+            vals = full(d)
+            assert first(d) == (vals[0] if vals else None), (path, d)

@@ -27,7 +27,7 @@ import gzip
 import hashlib
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,27 +106,139 @@ def already_imported(con: duckdb.DuckDBPyConnection, sha256: str) -> bool:
 
 
 class Batch:
-    """Rows for one transaction, per table, plus the resource keys they come from."""
+    """Rows of one patient (bundles) or one chunk (NDJSON, wellness), per table, with their resource keys."""
 
     def __init__(self) -> None:
         self.rows: dict[str, list[list[Any]]] = {}
         self.names: dict[str, list[str]] = {}
         self.keys: list[tuple[str, str, str, str]] = []  # table, resource_id, type, patient_id
-        self.resources: Counter[str] = Counter()
-        self.patients = 0
+        self.n_rows = 0
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def add(self, table: str, names: list[str], rows: list[list[Any]]) -> None:
+        """Add rows that start with ``patient_id, resource_id`` and follow ``names``."""
         if table not in self.rows:
             self.rows[table] = []
             self.names[table] = names
         self.rows[table].extend(rows)
+        self.n_rows += len(rows)
+
+
+class TxnBuffer:
+    """Whole patients (or file chunks) waiting for one transaction, and the import_log rows of finished files.
+
+    Each patient enters whole or not at all, so a transaction holds complete patients only:
+    a patient that failed validation never gets here, and a failed write rolls back every
+    patient of that transaction, none half-written. ``txn_rows`` bounds the buffer (memory)
+    and sets how many patients share a commit; ``txn_rows=1`` commits every patient alone.
+    """
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        import_id: str,
+        txn_rows: int = 20_000,
+        on_logged: Callable[[FileReport], None] | None = None,
+    ) -> None:
+        self.con = con
+        self.import_id = import_id
+        self.txn_rows = txn_rows
+        self.on_logged = on_logged
+        self.writer = RecordsWriter(con)
+        self._clear()
+        self.logs: list[tuple[FileReport, datetime]] = []
+
+    def _clear(self) -> None:
+        self.rows: dict[str, list[list[Any]]] = {}
+        self.names: dict[str, list[str]] = {}
+        self.keys: list[tuple[str, str, str, str, int]] = []
+        self.seen: set[tuple[str, str]] = set()
+        self.files: list[FileReport] = []
+        self.n_rows = 0
+
+    def _file_index(self, report: FileReport) -> int:
+        if not self.files or self.files[-1] is not report:
+            self.files.append(report)
+        return len(self.files) - 1
+
+    def add(self, batch: Batch, report: FileReport) -> None:
+        """Queue ``batch`` (from ``report``'s file); resources queued already count as duplicates."""
+        fidx = self._file_index(report)
+        drop: set[tuple[str, str]] = set()
+        for table, rid, rtype, pid in batch.keys:
+            tk = (table, rid)
+            if tk in self.seen:
+                drop.add(tk)
+                if table != "measurements":
+                    report.duplicates += 1
+            else:
+                self.seen.add(tk)
+                self.keys.append((table, rid, rtype, pid, fidx))
+        for table, rows in batch.rows.items():
+            if drop:
+                rows = [r for r in rows if (table, r[1]) not in drop]
+            for r in rows:
+                r.append(fidx)
+            if table not in self.rows:
+                self.rows[table] = []
+                self.names[table] = batch.names[table]
+            self.rows[table].extend(rows)
+            self.n_rows += len(rows)
+
+    def finish_file(self, report: FileReport, started: datetime) -> None:
+        """Queue the file's import_log row; it is written with (or after) the file's last rows."""
+        self.logs.append((report, started))
+
+    def maybe_flush(self) -> None:
+        """Commit when the buffer holds ``txn_rows`` rows or more."""
+        if self.n_rows >= self.txn_rows:
+            self.flush()
+
+    def write_pending(self) -> None:
+        """Insert queued rows inside the caller's open transaction and credit each file's report."""
+        if not self.keys:
+            self._clear()
+            return
+        dup, per_file = self.writer.write(self)
+        for table, rid, rtype, _pid, fidx in self.keys:
+            if table == "measurements":
+                continue
+            rep = self.files[fidx]
+            if (table, rid) in dup:
+                rep.duplicates += 1
+            else:
+                rep.resources[rtype] += 1
+                if rtype == "Patient":
+                    rep.patients += 1
+        for (fidx, table), n in per_file.items():
+            self.files[fidx].rows[table] += n
+        self._clear()
+
+    def flush(self) -> None:
+        """Write everything queued in one transaction, import_log rows included."""
+        if not self.keys and not self.logs:
+            return
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            self.write_pending()
+            for report, started in self.logs:
+                import_log_row(con, report, import_id=self.import_id, started=started)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        logs, self.logs = self.logs, []
+        if self.on_logged is not None:
+            for report, _ in logs:
+                self.on_logged(report)
 
 
 class RecordsWriter:
-    """Inserts batches into the records tables (caller owns the transaction)."""
+    """Inserts a :class:`TxnBuffer`'s rows into the records tables (caller owns the transaction)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
@@ -135,23 +247,24 @@ class RecordsWriter:
     def _schema(self, table: str) -> pa.Schema:
         if table not in self._schemas:
             cols = self.con.execute(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_name = ? AND table_schema = 'main' AND table_catalog = current_database() ORDER BY ordinal_position",
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+                "AND table_schema = 'main' AND table_catalog = current_database() ORDER BY ordinal_position",
                 [table],
             ).fetchall()
             self._schemas[table] = pa.schema([(n, _PA_TYPES.get(t, pa.string())) for n, t in cols])
         return self._schemas[table]
 
-    def write(self, batch: Batch, prov: tuple[str, str, str]) -> tuple[Counter[str], int]:
-        """Insert new rows of ``batch``; return (rows per table, resources skipped as duplicates)."""
-        if not batch.keys:
-            return Counter(), 0
+    def write(self, buf: TxnBuffer) -> tuple[set[tuple[str, str]], Counter[tuple[int, str]]]:
+        """Insert the buffer's new rows; return (keys already stored, rows per (file index, table))."""
+        keys = buf.keys
+        files = buf.files
         key_tbl = pa.table(
             {
-                "table": [k[0] for k in batch.keys],
-                "resource_id": [k[1] for k in batch.keys],
-                "resource_type": [k[2] for k in batch.keys],
-                "patient_id": [k[3] for k in batch.keys],
+                "table": pa.array([k[0] for k in keys], pa.string()),
+                "resource_id": pa.array([k[1] for k in keys], pa.string()),
+                "resource_type": pa.array([k[2] for k in keys], pa.string()),
+                "patient_id": pa.array([k[3] for k in keys], pa.string()),
+                "source_id": pa.array([files[k[4]].source_id for k in keys], pa.string()),
             }
         )
         con = self.con
@@ -161,26 +274,23 @@ class RecordsWriter:
                 'SELECT k."table", k.resource_id FROM wb_keys k SEMI JOIN resource_keys r '
                 'ON k."table" = r."table" AND k.resource_id = r.resource_id'
             ).fetchall()
-            source_file, source_id, import_id = prov
-            if existing:
-                dup = {(t, r) for t, r in existing}
-                key_tbl = key_tbl.filter(
-                    pa.array([(k[0], k[1]) not in dup for k in batch.keys], type=pa.bool_())
-                )
-                con.unregister("wb_keys")
-                con.register("wb_keys", key_tbl)
-            else:
-                dup = set()
+        finally:
+            con.unregister("wb_keys")
+        dup: set[tuple[str, str]] = {(t, r) for t, r in existing}
+        if dup:
+            key_tbl = key_tbl.filter(pa.array([(k[0], k[1]) not in dup for k in keys], type=pa.bool_()))
+        con.register("wb_keys", key_tbl)
+        try:
             con.execute(
                 'INSERT INTO resource_keys ("table", resource_id, resource_type, patient_id, source_id, import_id) '
-                'SELECT "table", resource_id, resource_type, patient_id, ?, ? FROM wb_keys',
-                [source_id, import_id],
+                'SELECT "table", resource_id, resource_type, patient_id, source_id, ? FROM wb_keys',
+                [buf.import_id],
             )
         finally:
             con.unregister("wb_keys")
-        inserted: Counter[str] = Counter()
-        for table, rows in batch.rows.items():
-            names = batch.names[table]
+        per_file: Counter[tuple[int, str]] = Counter()
+        for table, rows in buf.rows.items():
+            names = buf.names[table]
             if dup:
                 rows = [r for r in rows if (table, r[1]) not in dup]
             if not rows:
@@ -190,18 +300,18 @@ class RecordsWriter:
             arrays: dict[str, pa.Array] = {}
             for i, name in enumerate(names):
                 arrays[name] = pa.array(cols[i], type=schema.field(name).type)
-            n = len(rows)
-            arrays["source_file"] = pa.array([source_file] * n, type=pa.string())
-            arrays["source_id"] = pa.array([source_id] * n, type=pa.string())
-            arrays["import_id"] = pa.array([import_id] * n, type=pa.string())
-            tbl = pa.table(arrays)
-            con.register("wb_rows", tbl)
+            fidx = cols[len(names)]
+            arrays["source_file"] = pa.array([files[f].file for f in fidx], type=pa.string())
+            arrays["source_id"] = pa.array([files[f].source_id for f in fidx], type=pa.string())
+            arrays["import_id"] = pa.array([buf.import_id] * len(rows), type=pa.string())
+            for f, n in Counter(fidx).items():
+                per_file[(f, table)] += n
+            con.register("wb_rows", pa.table(arrays))
             try:
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM wb_rows")
             finally:
                 con.unregister("wb_rows")
-            inserted[table] += n
-        return inserted, len(dup)
+        return dup, per_file
 
 
 # --------------------------------------------------------------------------- flattening
@@ -258,10 +368,7 @@ class Flattener:
         rtype = spec.spec.resource_type
         batch.add(spec.table, self._names[rtype], rows)
         batch.keys.append((spec.table, rid, rtype, patient_id))
-        batch.resources[rtype] += 1
-        if rtype == "Patient":
-            batch.patients += 1
-        elif rtype == "Observation":
+        if rtype == "Observation":
             self._measurements(rows, rid, patient_id, batch)
 
     def _measurements(self, rows: list[list[Any]], rid: str, patient_id: str, batch: Batch) -> None:
@@ -319,10 +426,10 @@ def import_bundle(
     *,
     import_id: str,
     flattener: Flattener,
-    writer: RecordsWriter,
+    buffer: TxnBuffer,
     strict: bool = False,
 ) -> None:
-    """Import one Bundle (or single-resource JSON) file; one transaction per patient."""
+    """Import one Bundle (or single-resource JSON) file; each patient all or nothing."""
     file = report.file
     try:
         doc = orjson.loads(_read_bytes(path))
@@ -403,24 +510,13 @@ def import_bundle(
             _charge(_err(file, rtype, rid, str(exc)), pid, only_patient, failed, report, strict)
     del entries
 
-    prov = (file, report.source_id or "", import_id)
     written = 0
     for pid, batch in groups.items():
         if pid in failed:
             continue
         written += 1
-        con.execute("BEGIN TRANSACTION")
-        try:
-            inserted, dups = writer.write(batch, prov)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        report.rows.update(inserted)
-        report.duplicates += dups
-        if dups < len(batch):
-            report.resources.update(batch.resources)
-            report.patients += batch.patients
+        buffer.add(batch, report)
+        buffer.maybe_flush()
     if report.errors:
         report.status = "partial" if written else "failed"
 
@@ -464,33 +560,19 @@ def import_ndjson(
     *,
     import_id: str,
     flattener: Flattener,
-    writer: RecordsWriter,
+    buffer: TxnBuffer,
     strict: bool = False,
 ) -> None:
-    """Import one bulk NDJSON file in one transaction, streaming line by line."""
+    """Import one bulk NDJSON file in one transaction, streaming line by line in chunks."""
     file = report.file
     expected = ndjson_type(path)
-    prov = (file, report.source_id or "", import_id)
     specs = flattener.specs
-    batch = Batch()
     seen: set[tuple[str, str]] = set()
-    staged_rows: Counter[str] = Counter()
-    staged_res: Counter[str] = Counter()
-    staged = {"dups": 0, "patients": 0}
-
-    def flush() -> None:
-        nonlocal batch
-        inserted, dups = writer.write(batch, prov)
-        staged_rows.update(inserted)
-        staged["dups"] += dups
-        if dups < len(batch):
-            staged_res.update(batch.resources)
-            staged["patients"] += batch.patients
-        batch = Batch()
-
+    buffer.flush()  # commit what other files queued: this file's transaction is its own
+    batch = Batch()
     con.execute("BEGIN TRANSACTION")
+    n = 0
     try:
-        n = 0
         for n, line in enumerate(_lines(path), start=1):
             if not line.strip():
                 continue
@@ -525,7 +607,7 @@ def import_ndjson(
                 )
                 continue
             if (spec.table, rid) in seen:
-                staged["dups"] += 1
+                report.duplicates += 1
                 continue
             seen.add((spec.table, rid))
             try:
@@ -534,24 +616,32 @@ def import_ndjson(
                 # flatten() raises before adding anything, so the batch holds no part of it
                 _line_error(report, _err(file, rtype, rid, str(exc), n), strict)
                 continue
-            if len(batch) >= NDJSON_CHUNK:
-                flush()
-        flush()
+            if batch.n_rows >= NDJSON_CHUNK:
+                buffer.add(batch, report)
+                buffer.write_pending()
+                batch = Batch()
+        buffer.add(batch, report)
+        buffer.write_pending()
         con.execute("COMMIT")
     except (EOFError, OSError, zlib.error) as exc:
         con.execute("ROLLBACK")
+        _reset_counts(report)
         raise RecordFormatError(
             f"{file}: truncated or corrupt file after line {n} ({exc}); nothing from it was stored"
         ) from None
     except BaseException:
         con.execute("ROLLBACK")
+        _reset_counts(report)
         raise
-    report.rows.update(staged_rows)
-    report.resources.update(staged_res)
-    report.duplicates += staged["dups"]
-    report.patients += staged["patients"]
     if report.errors:
         report.status = "partial"
+
+
+def _reset_counts(report: FileReport) -> None:
+    # the transaction rolled back: nothing of this file is stored
+    report.resources.clear()
+    report.rows.clear()
+    report.patients = 0
 
 
 def _line_error(report: FileReport, exc: RecordFormatError, strict: bool) -> None:
@@ -595,6 +685,7 @@ __all__ = [
     "FileReport",
     "Flattener",
     "RecordsWriter",
+    "TxnBuffer",
     "already_imported",
     "import_bundle",
     "import_log_row",

@@ -14,6 +14,7 @@ result, not imported and not an error.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib
 import uuid
 import zipfile
@@ -28,7 +29,7 @@ import duckdb
 import orjson
 
 from workbench.cohort import fhir_import
-from workbench.cohort.fhir_import import FileReport, Flattener, RecordsWriter, utcnow
+from workbench.cohort.fhir_import import FileReport, Flattener, TxnBuffer, utcnow
 from workbench.cohort.store import ensure_schema
 from workbench.errors import RecordFormatError
 from workbench.workspace import Workspace
@@ -201,12 +202,15 @@ def import_paths(
     strict: bool = False,
     con: duckdb.DuckDBPyConnection | None = None,
     progress: Callable[[FileReport], None] | None = None,
+    txn_rows: int = 20_000,
 ) -> ImportResult:
     """Import every records file under ``paths`` into the workspace; see the module docstring.
 
     ``person`` is the patient id given to wellness rows (FHIR rows use the Patient id).
     With ``strict`` the first bad resource raises :class:`RecordFormatError`; otherwise bad
     resources are skipped or roll back their patient (see :mod:`fhir_import`) and reported.
+    ``txn_rows`` is how many rows of whole patients share one transaction (1: a transaction
+    per patient); every patient is stored completely or not at all either way.
     """
     own = con is None
     con = ws.connect() if con is None else con
@@ -214,61 +218,119 @@ def import_paths(
         ensure_schema(con)
         result = ImportResult(import_id=f"imp-{uuid.uuid4().hex[:16]}")
         flattener = Flattener()
-        writer = RecordsWriter(con)
-        for path, given in iter_files(paths):
-            kind = sniff(path)
-            report = FileReport(file=given, kind=kind)
-            result.files.append(report)
-            if kind == "skipped":
-                report.status = "skipped"
-                continue
-            started = utcnow()
-            report.sha256 = fhir_import.sha256_file(path)
-            if fhir_import.already_imported(con, report.sha256):
-                report.status = "already_imported"
-                continue
-            report.source_id = ws.register_source(path, kind=kind, sha256=report.sha256)
-            extra = {} if kind.startswith("fhir_") else {"person": person}
-            try:
-                _importer(kind)(
-                    con,
-                    path,
-                    report,
-                    import_id=result.import_id,
-                    flattener=flattener,
-                    writer=writer,
-                    strict=strict,
-                    **extra,
-                )
-            except RecordFormatError as exc:
-                report.status = "failed"
-                report.add_error(exc)
-                if strict:
-                    _log(ws, con, report, result.import_id, started)
-                    raise
-            _log(ws, con, report, result.import_id, started)
-            if progress is not None:
-                progress(report)
+        buffer = TxnBuffer(con, import_id=result.import_id, txn_rows=txn_rows, on_logged=progress)
+        sources: dict[str, list[FileReport]] = {}
+        try:
+            for arg in paths:
+                for kind, group in _plan(Path(arg), result):
+                    pending = [
+                        (path, rep)
+                        for path, rep in group
+                        if not fhir_import.already_imported(con, rep.sha256)
+                    ]
+                    for _path, rep in group:
+                        if not any(rep is r for _p, r in pending):
+                            rep.status = "already_imported"
+                    if not pending:
+                        continue
+                    source_id = _register(ws, Path(arg), kind, group)
+                    for path, report in pending:
+                        report.source_id = source_id
+                        sources.setdefault(source_id, []).append(report)
+                        _import_one(con, path, report, result.import_id, flattener, buffer, strict, person)
+        finally:
+            buffer.flush()  # whole patients queued so far, and the log of every finished file
+            for source_id, reports in sources.items():
+                _audit(ws, source_id, reports, result.import_id)
         return result
     finally:
         if own:
             con.close()
 
 
-def _log(
-    ws: Workspace, con: duckdb.DuckDBPyConnection, report: FileReport, import_id: str, started: Any
+def _plan(arg: Path, result: ImportResult) -> list[tuple[str, list[tuple[Path, FileReport]]]]:
+    """The files under one PATH argument, sniffed and hashed, grouped by kind (skipped ones reported)."""
+    groups: dict[str, list[tuple[Path, FileReport]]] = {}
+    for path, given in iter_files([arg]):
+        kind = sniff(path)
+        report = FileReport(file=given, kind=kind)
+        result.files.append(report)
+        if kind == "skipped":
+            report.status = "skipped"
+            continue
+        report.sha256 = fhir_import.sha256_file(path)
+        groups.setdefault(kind, []).append((path, report))
+    return list(groups.items())
+
+
+def _register(ws: Workspace, arg: Path, kind: str, group: list[tuple[Path, FileReport]]) -> str:
+    """One source per export: a file given on its own, or all files of one kind in a folder given.
+
+    A folder of bundles or a bulk NDJSON export is one export, so it is one source for consent
+    and erasure; its sha256 covers every file's name and content.
+    """
+    if arg.is_file():
+        return ws.register_source(arg, kind=kind, sha256=group[0][1].sha256)
+    h = hashlib.sha256()
+    for path, rep in sorted(group, key=lambda g: str(g[0])):
+        h.update(f"{path.relative_to(arg).as_posix()}\t{rep.sha256}\n".encode())
+    return ws.register_source(arg, kind=f"{kind}_folder", sha256=h.hexdigest())
+
+
+def _import_one(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    report: FileReport,
+    import_id: str,
+    flattener: Flattener,
+    buffer: TxnBuffer,
+    strict: bool,
+    person: str,
 ) -> None:
-    fhir_import.import_log_row(con, report, import_id=import_id, started=started)
+    started = utcnow()
+    extra = {} if report.kind.startswith("fhir_") else {"person": person}
+    try:
+        _importer(report.kind)(
+            con,
+            path,
+            report,
+            import_id=import_id,
+            flattener=flattener,
+            buffer=buffer,
+            strict=strict,
+            **extra,
+        )
+    except RecordFormatError as exc:
+        report.status = "failed"
+        report.add_error(exc)
+        buffer.finish_file(report, started)
+        if strict:
+            raise
+        buffer.flush()
+        return
+    buffer.finish_file(report, started)
+    if report.kind != "fhir_bundle":
+        buffer.flush()  # streamed files committed their rows already; log them now
+    else:
+        buffer.maybe_flush()
+
+
+def _audit(ws: Workspace, source_id: str, reports: list[FileReport], import_id: str) -> None:
+    """One audit event per source: counts only, never content."""
+    rows: Counter[str] = Counter()
+    for r in reports:
+        rows.update(r.rows)
     ws.audit(
         "records.import",
-        source_id=report.source_id,
+        source_id=source_id,
         import_id=import_id,
-        kind=report.kind,
-        status=report.status,
+        kind=reports[0].kind,
+        files=len(reports),
+        status=dict(Counter(r.status for r in reports)),
         counts={
-            "resources": sum(report.resources.values()),
-            "rows": dict(report.rows),
-            "unknown_types": dict(report.unknown_types),
-            "errors": len(report.errors),
+            "resources": sum(sum(r.resources.values()) for r in reports),
+            "rows": dict(rows),
+            "unknown_types": sum(sum(r.unknown_types.values()) for r in reports),
+            "errors": sum(len(r.errors) for r in reports),
         },
     )

@@ -157,6 +157,71 @@ def compile_path(expr: str) -> Getter:
     return get
 
 
+_MISS = object()
+
+
+def _fast_chain(names: list[str]) -> Callable[[Any], Any]:
+    """First value of a plain field chain by walking first elements; ``_MISS`` when a later element might hold it."""
+    src = ["def first(n):", "    multi = False"]
+    for name in names:
+        src += [
+            "    if type(n) is not dict:",
+            "        return _MISS if multi else None",
+            f"    n = n.get({name!r})",
+            "    if type(n) is list:",
+            "        if not n:",
+            "            return _MISS if multi else None",
+            "        if len(n) > 1:",
+            "            multi = True",
+            "        n = n[0]",
+        ]
+    src += ["    if n is None:", "        return _MISS if multi else None", "    return n"]
+    scope: dict[str, Any] = {"_MISS": _MISS}
+    # generated from a field-name list (validated identifiers), never from input data
+    exec("\n".join(src), scope)  # noqa: S102
+    fn: Callable[[Any], Any] = scope["first"]
+    return fn
+
+
+def compile_first(expr: str) -> Callable[[Any], Any]:
+    """Compile a path into a function returning its first value (or ``None``), same result as ``compile_path``."""
+    alts: list[Callable[[Any], Any]] = []
+    for alt in _split_top(expr, "|"):
+        segs = [seg.strip() for seg in _split_top(alt, ".")]
+        generic = _compile_alternative(alt)
+        one: Callable[[Any], Any]
+        if all(seg.isidentifier() for seg in segs):
+            fast = _fast_chain(segs)
+
+            def quick(node: Any, fast: Callable[[Any], Any] = fast, generic: Getter = generic) -> Any:
+                v = fast(node)
+                if v is _MISS:
+                    vals = generic(node)
+                    return vals[0] if vals else None
+                return v
+
+            one = quick
+        else:
+
+            def slow(node: Any, generic: Getter = generic) -> Any:
+                vals = generic(node)
+                return vals[0] if vals else None
+
+            one = slow
+        alts.append(one)
+    if len(alts) == 1:
+        return alts[0]
+
+    def first(node: Any) -> Any:
+        for alt in alts:
+            v = alt(node)
+            if v is not None:
+                return v
+        return None
+
+    return first
+
+
 # --------------------------------------------------------------------------- value conversion
 
 
@@ -551,70 +616,35 @@ def table_columns() -> dict[str, list[tuple[str, str]]]:
 # --------------------------------------------------------------------------- compiled runner
 
 
-class CompiledSpec:
-    """A :class:`ResourceSpec` with its paths compiled, ready to flatten resources into rows."""
+def _column_fn(name: str, expr: str | None, typ: str, mode: str, const: Any) -> Callable[[Any, Any], Any]:
+    """One function ``(node, aliases) -> value`` per column: path, mode and type conversion together."""
+    if expr is None:
+        return lambda _node, _aliases: const
+    if mode == "first":
+        first = compile_first(expr)
+        if typ == "str":
 
-    def __init__(self, spec: ResourceSpec) -> None:
-        self.spec = spec
-        self.table = spec.table
-        self.names: list[str] = [c.name for c in spec.columns]
-        self._cols = [
-            (
-                c.name,
-                compile_path(c.path) if c.path else None,
-                compile_path(c.each) if c.each else None,
-                c.type,
-                c.mode,
-                spec.constants.get(c.name),
-            )
-            for c in spec.columns
-        ]
-        self._patient = compile_path(spec.patient) if spec.patient else None
-        self._required = [(p, compile_path(p)) for p in spec.required]
-        self._explode = compile_path(spec.explode) if spec.explode else None
+            def value(node: Any, aliases: Any) -> Any:
+                v = first(node)
+                if v is None or type(v) is str:
+                    return v
+                return _convert(v, "str", aliases)
 
-    def patient_ref(self, resource: Mapping[str, Any]) -> Any:
-        """The raw subject reference (``None`` for Patient itself, which is its own subject)."""
-        if self._patient is None:
-            return None
-        vals = self._patient(resource)
-        return vals[0] if vals else None
+        else:
 
-    def check_required(self, resource: Mapping[str, Any]) -> None:
-        for path, get in self._required:
-            if not get(resource):
-                raise SpecValueError(f"required field {path!r} is missing")
+            def value(node: Any, aliases: Any) -> Any:
+                v = first(node)
+                if v is None:
+                    return None
+                try:
+                    return _convert(v, typ, aliases)
+                except SpecValueError as exc:
+                    raise SpecValueError(f"column {name}: {exc}") from None
 
-    def rows(self, resource: Mapping[str, Any], aliases: Mapping[str, str] | None) -> list[list[Any]]:
-        """Flatten ``resource`` into rows (one, or one per exploded element)."""
-        items = self._explode(resource) if self._explode is not None else None
-        if not items:
-            return [
-                [self._value(name, get, t, m, k, resource, aliases) for name, get, _e, t, m, k in self._cols]
-            ]
-        out: list[list[Any]] = []
-        for item in items:
-            row = []
-            for name, get, each, t, m, k in self._cols:
-                if each is not None:
-                    row.append(self._value(name, each, t, m, k, item, aliases))
-                else:
-                    row.append(self._value(name, get, t, m, k, resource, aliases))
-            out.append(row)
-        return out
+        return value
+    get = compile_path(expr)
 
-    @staticmethod
-    def _value(
-        name: str,
-        get: Getter | None,
-        typ: str,
-        mode: str,
-        const: Any,
-        node: Any,
-        aliases: Mapping[str, str] | None,
-    ) -> Any:
-        if get is None:
-            return const
+    def many(node: Any, aliases: Any) -> Any:
         vals = get(node)
         if not vals:
             return None
@@ -623,11 +653,52 @@ class CompiledSpec:
                 if typ == "json":
                     return orjson.dumps(vals).decode()
                 return [_convert(v, "str" if typ == "str[]" else typ, aliases) for v in vals]
-            if mode == "join":
-                return " ".join(_as_text(v) for v in vals if not isinstance(v, dict | list))
-            return _convert(vals[0], typ, aliases)
+            return " ".join(_as_text(v) for v in vals if not isinstance(v, dict | list))
         except SpecValueError as exc:
             raise SpecValueError(f"column {name}: {exc}") from None
+
+    return many
+
+
+class CompiledSpec:
+    """A :class:`ResourceSpec` with its paths compiled, ready to flatten resources into rows."""
+
+    def __init__(self, spec: ResourceSpec) -> None:
+        self.spec = spec
+        self.table = spec.table
+        self.names: list[str] = [c.name for c in spec.columns]
+        self._fns = [
+            _column_fn(c.name, c.path, c.type, c.mode, spec.constants.get(c.name)) for c in spec.columns
+        ]
+        # on exploded rows (Observation.component), columns with ``each`` read the element
+        self._each_fns = [
+            _column_fn(c.name, c.each, c.type, c.mode, None) if c.each else None for c in spec.columns
+        ]
+        self._patient = compile_first(spec.patient) if spec.patient else None
+        self._required = [(p, compile_first(p)) for p in spec.required]
+        self._explode = compile_path(spec.explode) if spec.explode else None
+
+    def patient_ref(self, resource: Mapping[str, Any]) -> Any:
+        """The raw subject reference (``None`` for Patient itself, which is its own subject)."""
+        if self._patient is None:
+            return None
+        return self._patient(resource)
+
+    def check_required(self, resource: Mapping[str, Any]) -> None:
+        for path, first in self._required:
+            if first(resource) is None:
+                raise SpecValueError(f"required field {path!r} is missing")
+
+    def rows(self, resource: Mapping[str, Any], aliases: Mapping[str, str] | None) -> list[list[Any]]:
+        """Flatten ``resource`` into rows (one, or one per exploded element)."""
+        items = self._explode(resource) if self._explode is not None else None
+        if not items:
+            return [[fn(resource, aliases) for fn in self._fns]]
+        base = [None if e is not None else fn(resource, aliases) for fn, e in zip(self._fns, self._each_fns)]
+        out: list[list[Any]] = []
+        for item in items:
+            out.append([b if e is None else e(item, aliases) for b, e in zip(base, self._each_fns)])
+        return out
 
 
 def _convert(v: Any, typ: str, aliases: Mapping[str, str] | None) -> Any:
