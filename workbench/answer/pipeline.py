@@ -13,7 +13,7 @@ from workbench.answer.context import ContextItem, item_from_hit, select_within_b
 from workbench.answer.egress import EgressGuard
 from workbench.answer.llm import OPENAI_DEFAULT_BASE_URL, Auditor, ChatModel
 from workbench.answer.offline import extractive_answer
-from workbench.answer.records import load_patient_facts, resolve_patient_id
+from workbench.answer.records import load_patient_facts, patient_demographics, resolve_patient_id
 from workbench.answer.result import DISCLAIMER, EXTRACTIVE_NOTICE, Answer
 from workbench.errors import EgressBlocked
 from workbench.settings import Settings, get_settings
@@ -84,33 +84,83 @@ def load_patient_context(
 
     settings = settings or get_settings()
     ws = workspace if hasattr(workspace, "connect") else open_workspace(workspace, create=False)
-    con = ws.connect()
+    # The governed read connection: only rows of sources with an active consent grant.
+    con = ws.connect(read_only=True)
     try:
         patient_id = _resolve(ws, con, patient_ref)
         facts = load_patient_facts(con, patient_id)
         guard = EgressGuard.from_connection(con, trusted_endpoints=settings.trusted_endpoints)
+        con_meta = patient_demographics(con, patient_id)
     finally:
         con.close()
     pseudo = _pseudonym(ws, patient_id)
+    meta = _subject_meta(facts, con_meta)
     for f in facts:
         f.extra["pseudo_id"] = _pseudonym(ws, f"{f.table}/{f.resource_id}") if f.resource_id else ""
-    return PatientContext(patient_id, pseudo, facts, guard, ws if hasattr(ws, "audit") else None)
+    return PatientContext(patient_id, pseudo, facts, guard, ws if hasattr(ws, "audit") else None, meta)
 
 
-def _deidentify_free_text(text: str, guard: EgressGuard) -> str:
-    """Free text (a question, a note) for an untrusted endpoint: known identifiers, then NER."""
+def _subject_meta(facts: list[ContextItem], demo: dict[str, Any]) -> dict[str, Any]:
+    """Sex and age at the most recent record (an exact age stays local; prompts get a band)."""
+    from workbench.answer.records import _as_dt
+
+    dates = [f.date for f in facts if f.date]
+    birth = _as_dt(demo.get("birth_date"))
+    age = None
+    if birth and dates:
+        latest = max(dates)
+        age = latest.year - birth.year - ((latest.month, latest.day) < (birth.month, birth.day))
+    return {"sex": demo.get("gender"), "age": age}
+
+
+def subject_line(pctx: PatientContext, *, deidentified: bool) -> str:
+    """One line naming the patient the records are about: pseudonym and age band when de-identified."""
+    age = pctx.meta.get("age")
+    sex = pctx.meta.get("sex") or "sex not recorded"
+    if deidentified:
+        from workbench.cohort.deid import age_band
+
+        age_text = f"age {age_band(age)}" if age is not None else "age unknown"
+        return f"The patient records are about patient {pctx.pseudo_id} ({sex}, {age_text} at the most recent record)."
+    age_text = f"age {age}" if age is not None else "age unknown"
+    return f"The patient records are about patient {pctx.patient_id} ({sex}, {age_text} at the most recent record)."
+
+
+def _deidentify_free_text(text: str, guard: EgressGuard, *, require_ner: bool = True) -> str:
+    """Free text for an untrusted endpoint: known identifiers redacted, then the deid module's NER.
+
+    A question typed about a workspace patient is covered by the known identifiers, so without
+    the NER it still goes out (``require_ner=False``); a note about an unknown person is not,
+    so it is blocked rather than sent half-redacted.
+    """
     text = guard.redact(text)
-    from workbench.cohort import deid
-
     try:
-        fn = deid.deidentify_text
+        from workbench.cohort.deid import deidentify_text
     except (AttributeError, ImportError) as exc:
+        if not require_ner:
+            return text
         raise EgressBlocked(
             "free-text de-identification is not available (workbench.cohort.deid.deidentify_text), "
             "so this text cannot go to an untrusted endpoint; use the offline answerer or a trusted endpoint"
         ) from exc
-    result = fn(text, known_identifiers=[i.value for i in guard.identifiers])
+    result = deidentify_text(text, known_identifiers=_known_for_deid(guard))
     return str(getattr(result, "text", result))
+
+
+def _known_for_deid(guard: EgressGuard) -> dict[str, list[str]]:
+    # The deid module keys known identifiers by records field; unknown fields count as ids.
+    fields = {
+        "name": "name",
+        "address": "address",
+        "phone": "phone",
+        "email": "email",
+        "SSN": "ssn",
+        "MRN": "mrn",
+    }
+    known: dict[str, list[str]] = {}
+    for ident in guard.identifiers:
+        known.setdefault(fields.get(ident.kind, "id"), []).append(ident.value)
+    return known
 
 
 def rank_relevance(items: Sequence[ContextItem], query: str, encoder: Encoder | None) -> None:
@@ -141,7 +191,7 @@ def items_from_hits(hits: Sequence[Hit]) -> list[ContextItem]:
 
 
 def build_messages(
-    question: str, items: Sequence[ContextItem], *, deidentified: bool, instructions: str
+    question: str, items: Sequence[ContextItem], *, deidentified: bool, instructions: str, subject: str = ""
 ) -> list[dict[str, str]]:
     """System + user messages with the numbered context fenced as data."""
     lines = []
@@ -150,7 +200,8 @@ def build_messages(
         lines.append(f"[{it.number}] ({it.header(deidentified=deidentified)})\n{body}")
     context = "\n\n".join(lines) if lines else "(no context items were found)"
     user = (
-        f"{instructions}\n\nQuestion: {question}\n\n<context>\n{context}\n</context>\n\n"
+        f"{instructions}\n\n{subject + chr(10) + chr(10) if subject else ''}Question: {question}\n\n"
+        f"<context>\n{context}\n</context>\n\n"
         "Answer in short sentences; end every sentence with its citation(s)."
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
@@ -174,6 +225,7 @@ def run_pipeline(
     notice: str = "",
     extra_settings: dict[str, Any] | None = None,
     client: Any | None = None,
+    patient: PatientContext | None = None,
 ) -> Answer:
     """Select context within the budget, write the answer (model or offline) and verify it."""
     guard = guard or EgressGuard(trusted_endpoints=settings.trusted_endpoints)
@@ -194,9 +246,14 @@ def run_pipeline(
         model = OFFLINE_MODEL
         notice = notice or EXTRACTIVE_NOTICE
     else:
-        sent_question = _deidentify_free_text(question, guard) if deidentified and question else question
+        sent_question = (
+            _deidentify_free_text(question, guard, require_ner=False)
+            if deidentified and question
+            else question
+        )
+        subject = subject_line(patient, deidentified=deidentified) if patient is not None else ""
         messages = build_messages(
-            sent_question, selected, deidentified=deidentified, instructions=instructions
+            sent_question, selected, deidentified=deidentified, instructions=instructions, subject=subject
         )
         if deidentified:
             messages = [{**m, "content": guard.redact(m["content"])} for m in messages]

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from workbench.answer.context import ContextItem
-from workbench.errors import RecordsError
+from workbench.errors import RecordsError, UnitError
 
 #: Base relevance of fact kinds before similarity to the question is mixed in.
 PRIORITY = {
@@ -113,6 +113,38 @@ def lab_flag(value: float | None, low: float | None, high: float | None, interpr
     return code if code in FLAG_WORDS else ""
 
 
+def range_from_labs(
+    code: str, value: float, unit: str, sex: str | None, age: float | None
+) -> tuple[float | None, float | None, str, str]:
+    """``(low, high, unit, flag)`` from the labs module's reference ranges when the record has none.
+
+    The range is expressed in the record's unit when the value converts; a unit that does not
+    convert leaves the result unflagged rather than guessed.
+    """
+    try:
+        from workbench.cohort import labs
+    except ImportError:  # pragma: no cover - the labs module ships with the package
+        return None, None, unit, ""
+    rng = labs.reference_range(code, sex, age)
+    if rng is None:
+        return None, None, unit, ""
+    try:
+        in_range_unit = labs.convert(value, unit or None, rng.unit, code)
+    except (UnitError, ValueError):
+        return None, None, unit, ""
+    verdict = labs.flag_value(in_range_unit, rng)
+    flag = {"high": "H", "low": "L", "normal": ""}.get(verdict, "")
+    if verdict == "critical":
+        flag = "HH" if rng.critical_high is not None and in_range_unit > rng.critical_high else "LL"
+    try:
+        low = labs.convert(rng.low, rng.unit, unit, code) if rng.low is not None and unit else rng.low
+        high = labs.convert(rng.high, rng.unit, unit, code) if rng.high is not None and unit else rng.high
+        shown_unit = unit or rng.unit
+    except (UnitError, ValueError):
+        low, high, shown_unit = rng.low, rng.high, rng.unit
+    return low, high, shown_unit, flag
+
+
 def _reference(low: float | None, high: float | None, unit: str) -> str:
     u = f" {unit}" if unit else ""
     if low is not None and high is not None:
@@ -158,8 +190,18 @@ class FactBuilder:
         )
 
 
-def lab_facts(rows: Iterable[dict[str, Any]], builder: FactBuilder) -> list[ContextItem]:
-    """One fact per observation code: the latest value, its flag and range, and the trend."""
+def lab_facts(
+    rows: Iterable[dict[str, Any]],
+    builder: FactBuilder,
+    *,
+    sex: str | None = None,
+    age: float | None = None,
+) -> list[ContextItem]:
+    """One fact per observation code: the latest value, its flag and range, and the trend.
+
+    The record's own range wins; otherwise the labs module's range for the patient's sex and
+    age is used.
+    """
     series: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         if r.get("value_num") is None and not r.get("value_text"):
@@ -192,6 +234,10 @@ def lab_facts(rows: Iterable[dict[str, Any]], builder: FactBuilder) -> list[Cont
             continue
         value = float(value)
         flag = lab_flag(value, low, high, last.get("interpretation"))
+        if low is None and high is None and last.get("code"):
+            low, high, range_unit, flag = range_from_labs(str(last["code"]), value, unit, sex, age)
+            flag = flag or lab_flag(value, None, None, last.get("interpretation"))
+            unit = unit or range_unit
         body = f"{display}: {_fmt_num(value)}{' ' + unit if unit else ''}"
         notes = [w for w in (FLAG_WORDS.get(flag, ""), _reference(low, high, unit)) if w]
         if notes:
@@ -263,8 +309,10 @@ def load_patient_facts(con: duckdb.DuckDBPyConnection, patient_id: str) -> list[
         ]
         if d is not None
     ]
-    builder = FactBuilder(max(dates) if dates else None)
-    facts = lab_facts(obs, builder)
+    anchor = max(dates) if dates else None
+    builder = FactBuilder(anchor)
+    sex, age = _sex_age(con, patient_id, anchor)
+    facts = lab_facts(obs, builder, sex=sex, age=age)
     for r in conds:
         active = r.get("abatement") is None and str(r.get("clinical_status") or "active") in (
             "active",
@@ -359,6 +407,18 @@ def load_patient_facts(con: duckdb.DuckDBPyConnection, patient_id: str) -> list[
             )
         )
     return facts
+
+
+def _sex_age(
+    con: duckdb.DuckDBPyConnection, patient_id: str, on: datetime | None
+) -> tuple[str | None, float | None]:
+    rows = _rows(con, "patients", patient_id)
+    if not rows:
+        return None, None
+    sex = rows[0].get("gender")
+    birth = _as_dt(rows[0].get("birth_date"))
+    age = (on - birth).days / 365.25 if birth and on else None
+    return (str(sex).lower() if sex else None), age
 
 
 def patient_demographics(con: duckdb.DuckDBPyConnection, patient_id: str) -> dict[str, Any]:

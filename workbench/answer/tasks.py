@@ -93,6 +93,7 @@ def ask(
         encoder=encoder,
         guard=guard,
         auditor=pctx.auditor if pctx else None,
+        patient=pctx,
         instructions=(
             "Answer the question from the evidence passages"
             + (" and the patient's records" if pctx else "")
@@ -181,6 +182,7 @@ def explain_labs(
         encoder=encoder,
         guard=pctx.guard,
         auditor=pctx.auditor,
+        patient=pctx,
         instructions=(
             "For each patient result in the context, say in plain words what was measured, how it compares "
             "with its reference range or earlier value, and what the evidence passages say such a result can "
@@ -302,6 +304,7 @@ def prepare_visit(
         encoder=encoder,
         guard=pctx.guard,
         auditor=pctx.auditor,
+        patient=pctx,
         instructions=(
             "Help the patient prepare for a visit: list what changed since the last encounter, the open "
             "problems and current medicines, then suggest a few questions to ask the clinician. Cite the "

@@ -87,12 +87,14 @@ def split_sentences(text: str) -> list[str]:
     """Split prose into sentences; citation markers after a full stop stay with their sentence."""
     if not text or not text.strip():
         return []
+    # Hide abbreviation periods and decimal points behind a private-use character the text
+    # does not contain, so the splitter does not cut there.
+    hole = next(chr(c) for c in range(0xE000, 0xF8FF) if chr(c) not in text)
     protected = text
-    # Hide abbreviation periods and decimal points so the splitter does not cut there.
     for abbr in _ABBREV:
-        protected = re.sub(re.escape(abbr), lambda m: m.group(0).replace(".", "\x00"), protected, flags=re.I)
-    protected = re.sub(r"(?<=\d)\.(?=\d)", "\x00", protected)
-    parts = [p.replace("\x00", ".").strip() for p in _SPLIT.split(protected)]
+        protected = re.sub(re.escape(abbr), lambda m: m.group(0).replace(".", hole), protected, flags=re.I)
+    protected = re.sub(r"(?<=\d)\.(?=\d)", hole, protected)
+    parts = [p.replace(hole, ".").strip() for p in _SPLIT.split(protected)]
     out: list[str] = []
     for part in parts:
         if not part:
