@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -137,11 +139,23 @@ def _documents(draw: st.DrawFn) -> Document:
     return _doc(text, sections)
 
 
+def _wordpiece_like(text: str) -> int:
+    """An additive sub-word counter (like BERT WordPiece): long words cost several tokens."""
+    return sum((len(t) + 2) // 3 for t in re.findall(r"\w+|[^\w\s]", text))
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(doc=_documents(), max_tokens=st.integers(5, 60), overlap_frac=st.floats(0, 0.9))
-def test_chunk_properties(doc: Document, max_tokens: int, overlap_frac: float) -> None:
+@given(
+    doc=_documents(),
+    max_tokens=st.integers(5, 60),
+    overlap_frac=st.floats(0, 0.9),
+    counter=st.sampled_from([count_tokens_default, _wordpiece_like]),
+)
+def test_chunk_properties(
+    doc: Document, max_tokens: int, overlap_frac: float, counter: Callable[[str], int]
+) -> None:
     overlap = int(max_tokens * overlap_frac)
-    chunks = chunk_document(doc, max_tokens=max_tokens, overlap=overlap)
+    chunks = chunk_document(doc, max_tokens=max_tokens, overlap=overlap, count_tokens=counter)
     by_name = {s.name: s for s in doc.sections}
     covered: dict[str, list[tuple[int, int]]] = {}
     for n, c in enumerate(chunks):
@@ -149,7 +163,7 @@ def test_chunk_properties(doc: Document, max_tokens: int, overlap_frac: float) -
         assert doc.text[c.start : c.end] == c.text and c.text.strip() == c.text and c.text
         sec = by_name[c.section]
         assert sec.start <= c.start < c.end <= sec.end, "chunk crosses its section"
-        assert count_tokens_default(c.text) <= max_tokens, "budget (the default counter never overruns)"
+        assert counter(c.text) <= max_tokens, "budget (additive counters never overrun)"
         covered.setdefault(c.section, []).append((c.start, c.end))
     for name, spans in covered.items():
         sec = by_name[name]
@@ -161,7 +175,7 @@ def test_chunk_properties(doc: Document, max_tokens: int, overlap_frac: float) -
         for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
             assert a0 < b0 and a1 < b1, "chunks move forward"
             if b0 < a1:  # overlap: whole sentences (or words inside an over-long sentence) worth <= overlap
-                assert count_tokens_default(doc.text[b0:a1]) <= overlap
+                assert counter(doc.text[b0:a1]) <= overlap
     assert set(covered) == {s.name for s in doc.sections}
 
 

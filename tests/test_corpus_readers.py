@@ -306,7 +306,8 @@ def test_medquad_bad_file_in_folder(tmp_path: Path) -> None:
     errors: list[ReaderError] = []
     assert len(list(read_medquad(folder, errors=errors))) == 3
     assert sorted(Path(str(e).split(":")[0]).name for e in errors) == ["0000998.xml", "0000999.xml"]
-    with pytest.raises(ReaderError, match=r"0000998\.xml: malformed XML"):
+    assert "refused unsafe XML" in str(errors[0]) and "malformed XML" in str(errors[1])
+    with pytest.raises(ReaderError, match=r"0000998\.xml: refused unsafe XML"):
         list(read_documents(folder))
 
 
@@ -436,6 +437,8 @@ def test_encrypted_and_damaged_pdfs_are_reader_errors(tmp_path: Path) -> None:
 def test_detect_format() -> None:
     assert detect_format("corpus.jsonl.gz") == "beir"
     assert detect_format("ori_pqal.json") == "pubmedqa"
+    assert detect_format("ori_pqal.json", b'{"1": {"QUESTION": "q", "CONTEXTS": []}}') == "pubmedqa"
+    assert detect_format("package.json", b'{"name": "x"}') is None
     assert detect_format("notes.MD") == "markdown"
     assert detect_format("x.xml", b"<?xml version='1.0'?>\n<Document id='1'>") == "medquad"
     assert detect_format("noext", b"%PDF-1.7") == "pdf"
@@ -470,12 +473,13 @@ def test_archive_folder_and_error_policy(tmp_path: Path) -> None:
     folder = tmp_path / "folder"
     folder.mkdir()
     shutil.copy(FIX / "guide.md", folder / "a.md")
-    (folder / "b.json").write_text("{broken", encoding="utf-8")
+    (folder / "b.jsonl").write_text('{"_id": "1", "text": "ok"}\n{broken\n', encoding="utf-8")
+    (folder / "c.json").write_text('{"name": "some other json"}', encoding="utf-8")  # not PubMedQA: skipped
     (folder / ".hidden.md").write_text("# secret", encoding="utf-8")
     errors: list[ReaderError] = []
-    assert [d.doc_id for d in read_documents(folder, errors=errors)] == ["user:a.md"]
-    assert len(errors) == 1 and "b.json" in str(errors[0])
-    with pytest.raises(ReaderError, match=r"b\.json"):
+    assert [d.doc_id for d in read_documents(folder, errors=errors)] == ["user:a.md", "1"]
+    assert len(errors) == 1 and "b.jsonl (line 2)" in str(errors[0])
+    with pytest.raises(ReaderError, match=r"b\.jsonl \(line 2\)"):
         list(read_documents(folder))
     with pytest.raises(ReaderError, match="no such file"):
         list(read_documents(tmp_path / "missing.jsonl"))

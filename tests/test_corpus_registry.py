@@ -14,6 +14,7 @@ from workbench.corpus import (
     SHIPPED_CORPORA,
     CorpusIntegrityError,
     chunk_document,
+    corpus_fingerprint,
     corpus_info,
     iter_corpus,
     iter_path_corpus,
@@ -89,6 +90,13 @@ def test_verify_catches_a_modified_file(tmp_path: Path) -> None:
     with pytest.raises(CorpusIntegrityError, match=r"scifact/NOTICE\.md .*corpus scifact"):
         verify_corpora(corpora_dir=dest)
     verify_corpora(["pubmedqa"], corpora_dir=dest)  # the others still verify
+    data = dest / "pubmedqa" / "pqal_contexts.json.gz"
+    data.write_bytes(data.read_bytes()[:-10])  # truncated: iterating refuses before reading anything
+    with pytest.raises(CorpusIntegrityError, match="pqal_contexts"):
+        next(iter_shipped(["pubmedqa"], corpora_dir=dest))
+    assert corpus_fingerprint("pubmedqa", dest) == corpus_fingerprint(
+        "pubmedqa"
+    )  # from the manifest, not the bytes
     (dest / "pubmedqa" / "NOTICE.md").unlink()
     with pytest.raises(CorpusIntegrityError, match="missing"):
         verify_corpora(["pubmedqa"], corpora_dir=dest)
@@ -142,6 +150,8 @@ def test_iter_shipped_streams_all_corpora_in_order(tmp_path: Path) -> None:
     assert corpora.count("scifact") == 5 and corpora.count("pubmedqa") == 3 and corpora.count("medquad") >= 3
     assert [d.corpus for d in iter_shipped(["pubmedqa"], corpora_dir=base)] == ["pubmedqa"] * 3
     assert len(verify_corpora(corpora_dir=base)) >= 5
+    assert len(corpus_fingerprint("scifact", base)) == 16
+    assert corpus_fingerprint("scifact", base) != corpus_fingerprint("pubmedqa", base)
 
 
 def test_unknown_corpus_lists_known_names(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from workbench.corpus.readers import FORMATS, detect_format, read_documents
 from workbench.corpus.registry import (
     SHIPPED_CORPORA,
     CorpusIntegrityError,
+    corpus_fingerprint,
     corpus_info,
     iter_corpus,
     iter_path_corpus,
@@ -44,6 +45,7 @@ __all__ = [
     "CorpusIntegrityError",
     "chunk_document",
     "chunk_documents",
+    "corpus_fingerprint",
     "corpus_info",
     "count_tokens_default",
     "detect_format",

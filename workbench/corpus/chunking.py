@@ -12,10 +12,12 @@ Rules, in order of precedence:
 
 Every chunk satisfies ``doc.text[chunk.start:chunk.end] == chunk.text``.
 
-Token counts of a chunk are the sum of its sentences' counts. With the default counter
-(words, numbers and single punctuation marks) this equals counting the chunk's text, because
-tokens never span whitespace and sentences are separated by whitespace. With a sub-word
-tokenizer passed as ``count_tokens`` the sum is a close upper-bound estimate.
+Token counts of a chunk are the sum of its sentences' counts. That equals counting the chunk's
+text for any counter that never merges across whitespace: the default (words, numbers and single
+punctuation marks) and BERT-style WordPiece tokenizers such as all-MiniLM-L6-v2's. Pass a counter
+that excludes special tokens, e.g. ``lambda s: len(tok(s, add_special_tokens=False)["input_ids"])``,
+and leave room for them in ``max_tokens``. One limit: a single run of letters/digits that alone
+exceeds the budget (never seen in the shipped corpora) stays one over-long chunk.
 """
 
 from __future__ import annotations

@@ -36,9 +36,16 @@ def parse_medquad(
     """Build the Document of one MedQuAD XML file from its bytes; ``source_name`` names it in errors."""
     try:
         root = DET.fromstring(data, forbid_dtd=True)
-    except (ET.ParseError, DefusedXmlException) as exc:
+    except ET.ParseError as exc:
         raise reader_error(
             source_name, None, f"malformed XML ({exc})", "Replace the file with a clean copy."
+        ) from exc
+    except DefusedXmlException as exc:
+        raise reader_error(
+            source_name,
+            None,
+            f"refused unsafe XML ({type(exc).__name__})",
+            "MedQuAD files need no DTD or entities.",
         ) from exc
     if root.tag not in _ROOTS:
         raise reader_error(

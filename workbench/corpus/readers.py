@@ -75,6 +75,8 @@ def detect_format(name: str, head: bytes = b"") -> str | None:
     fmt = _BY_SUFFIX.get(PurePosixPath(lower).suffix)
     if fmt == "xml":
         return _xml_kind(head)
+    if fmt == "pubmedqa" and head and b'"CONTEXTS"' not in head:
+        return None  # some other JSON file (a folder may hold package.json, settings, ...)
     if fmt is not None:
         return fmt
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")

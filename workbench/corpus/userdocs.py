@@ -146,6 +146,7 @@ class _HTMLText(HTMLParser):
         self._skip = 0
         self._pre = 0
         self._in_title = False
+        self._title_done = False  # only the document's first <title> (an <svg><title> is not the page title)
         self._heading = 0
         self._stack: list[str] = []
 
@@ -164,7 +165,7 @@ class _HTMLText(HTMLParser):
                 self._flush()  # a line break outside <pre> separates blocks
             return
         self._stack.append(tag)
-        if tag == "title":
+        if tag == "title" and not self._title_done:
             self._in_title = True
         if tag in _SKIP:
             self._skip += 1
@@ -186,8 +187,9 @@ class _HTMLText(HTMLParser):
                 break
 
     def _close(self, tag: str) -> None:
-        if tag == "title":
+        if tag == "title" and self._in_title:
             self._in_title = False
+            self._title_done = True
         if tag in _SKIP:
             self._skip = max(0, self._skip - 1)
         elif tag in _HEADINGS:
