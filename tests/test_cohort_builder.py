@@ -337,3 +337,9 @@ def test_run_sql(con: duckdb.DuckDBPyConnection) -> None:
     assert con.execute("SELECT count(*) FROM patients").fetchone() == (6,)
     # the connection is usable afterwards (the transaction was rolled back)
     con.execute("CREATE TEMP TABLE after_check AS SELECT 1 AS x")
+
+
+def test_run_sql_inside_callers_transaction(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("BEGIN TRANSACTION")
+    assert run_sql(con, "SELECT count(*) AS n FROM patients").n[0] == 6
+    con.execute("COMMIT")

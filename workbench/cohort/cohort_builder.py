@@ -699,8 +699,7 @@ def run_sql(
     """Run one read-only SELECT on the records tables and return its rows.
 
     Anything but a single SELECT (or a statement that touches files, such as ``read_csv``,
-    ``COPY`` or ``ATTACH``) raises CohortError; the query runs inside a transaction that is
-    rolled back, so even a function with side effects leaves nothing behind.
+    ``COPY`` or ``ATTACH``) raises CohortError before anything runs.
     """
     text = sql.strip().rstrip(";").strip()
     if not text:
@@ -722,14 +721,12 @@ def run_sql(
         )
     if limit is not None:
         text = f"SELECT * FROM ({text}) LIMIT {int(limit)}"
-    # Same connection, not a new cursor: a governed connection's temp views live on it.
-    con.execute("BEGIN TRANSACTION")
+    # The caller's connection as is: a governed connection's temp views live on it, and a
+    # SELECT that passed the checks above cannot change the database.
     try:
         return con.execute(text, params or []).df()
     except duckdb.Error as exc:
         raise CohortError(f"SQL failed: {exc}") from None
-    finally:
-        con.execute("ROLLBACK")
 
 
 def _strip_strings(sql: str) -> str:
