@@ -291,3 +291,29 @@ def test_trends_per_patient(con: duckdb.DuckDBPyConnection) -> None:
     assert w.unit == "kg" and w.n == 2 and w.last_change == pytest.approx(88 - 190 * 0.45359237)
     t3 = trends(con, "p3").set_index("code")
     assert t3.loc["2345-7"].unconverted == 1 and t3.loc["2345-7"].n == 0
+
+
+def test_trends_include_wellness_measurements(con: duckdb.DuckDBPyConnection) -> None:
+    rows = [
+        ("w1", "weight", 87.0, "kg", "2020-03-01 07:00", "apple_health", None),
+        ("w2", "weight", 87.0, "kg", "2020-03-01 07:00", "myfitnesspal", "w1"),  # duplicate: skipped
+        ("w3", "weight", 88.0, "kg", "2020-06-15 09:06", "fhir", None),  # already an observation
+        ("s1", "steps", 4000.0, "count", "2020-03-01 00:00", "apple_health", None),
+        ("s2", "steps", 6000.0, "count", "2020-03-02 00:00", "apple_health", None),
+    ]
+    for rid, measure, value, unit, start, source, dup in rows:
+        con.execute(
+            "INSERT INTO measurements (patient_id, resource_id, measure, value, unit, start, source, duplicate_of) "
+            "VALUES ('p1', ?, ?, ?, ?, ?, ?, ?)",
+            [rid, measure, value, unit, start, source, dup],
+        )
+    t = trends(con, "p1").set_index("code")
+    weight = t.loc["29463-7"]  # clinic 190 lb, home 87 kg, clinic 88 kg: one series in kg
+    assert (
+        weight.n == 3 and weight.unit == "kg" and weight.previous_value == 87.0 and weight.last_value == 88.0
+    )
+    steps = t.loc["41950-7"]  # steps have a LOINC twin too
+    assert steps.n == 2 and steps.last_change == 2000.0 and steps.last_change_pct == pytest.approx(50.0)
+    assert trends(con, "p1", include_wellness=False).set_index("code").loc["29463-7"].n == 2
+    only = trends(con, "p1", ["steps"])  # a measure name selects too
+    assert list(only.code) == ["41950-7"] and list(only.display) == ["steps"]
