@@ -9,6 +9,8 @@ from typing import Any
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from workbench.cohort.cohort_builder import (
     CohortDefinition,
@@ -343,3 +345,26 @@ def test_run_sql_inside_callers_transaction(con: duckdb.DuckDBPyConnection) -> N
     con.execute("BEGIN TRANSACTION")
     assert run_sql(con, "SELECT count(*) AS n FROM patients").n[0] == 6
     con.execute("COMMIT")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    threshold=st.floats(min_value=100, max_value=220, allow_nan=False),
+    op=st.sampled_from([">=", ">", "<", "<="]),
+)
+def test_lab_threshold_same_in_any_unit(con: duckdb.DuckDBPyConnection, threshold: float, op: str) -> None:
+    """A threshold in mmol/L selects the same patients as the same threshold in mg/dL, and as Python does."""
+    from workbench.cohort.labs import lab_results
+
+    crit = {"type": "lab", "codes": ["18262-6"], "op": op, "value": threshold, "unit": "mg/dL"}
+    mg = _ids(con, crit)
+    mmol = _ids(con, {**crit, "value": threshold / 38.67, "unit": "mmol/L"})
+    df = lab_results(con, codes=["18262-6"])
+    cmp = {">=": df.value_norm >= threshold, ">": df.value_norm > threshold}.get(op)
+    if cmp is None:
+        cmp = df.value_norm < threshold if op == "<" else df.value_norm <= threshold
+    expected = sorted(set(df[cmp].patient_id))
+    assert mg == expected
+    # a value sitting within float rounding of the threshold may fall either way in another unit
+    if not any(abs(v - threshold) < 1e-6 for v in df.value_norm):
+        assert mmol == expected
