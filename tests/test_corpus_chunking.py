@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.corpus import (
+    TokenizerCounter,
     chunk_document,
     count_tokens_default,
     passage_text,
@@ -192,3 +193,35 @@ def test_chunking_speed_on_real_abstracts() -> None:
     rate = len(docs) / (time.perf_counter() - t)
     assert n >= len(docs)
     assert rate > 1000, f"{rate:.0f} docs/s"  # about 6-10k docs/s on one core; loose for a shared CI box
+
+
+def test_tokenizer_counter_keeps_chunks_within_the_model_limit() -> None:
+    transformers = pytest.importorskip("transformers")
+    from workbench.retrieval.embedder import bundled_model_path
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(bundled_model_path()))
+    counter = TokenizerCounter(tok)
+    docs = list(read_beir_jsonl(FIX / "scifact_sample.jsonl"))
+    texts = [d.title for d in docs]
+    assert counter.many(texts) == [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    for doc in docs:
+        for c in chunk_document(doc, max_tokens=60, overlap=15, count_tokens=counter):
+            assert len(tok(c.text, add_special_tokens=False)["input_ids"]) <= 60
+
+
+class _SlowTokenizer:
+    """A tokenizer without a Rust backend: one id per whitespace word."""
+
+    def __call__(self, text: str | list[str], add_special_tokens: bool = True) -> dict[str, list]:
+        if isinstance(text, list):
+            return {"input_ids": [t.split() for t in text]}
+        return {"input_ids": text.split()}
+
+
+def test_tokenizer_counter_without_fast_backend() -> None:
+    counter = TokenizerCounter(_SlowTokenizer())
+    assert counter("a b c") == 3 and counter.many(["a", "b c"]) == [1, 2] and counter.many([]) == []
+    chunks = chunk_document(
+        _doc("One two three. Four five six. Seven."), max_tokens=6, overlap=0, count_tokens=counter
+    )
+    assert [c.text for c in chunks] == ["One two three. Four five six.", "Seven."]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from workbench.corpus.beir import read_beir_jsonl
 from workbench.corpus.chunking import (
     CHUNK_METADATA_KEYS,
+    TokenizerCounter,
     chunk_document,
     chunk_documents,
     count_tokens_default,
@@ -42,6 +43,7 @@ __all__ = [
     "CHUNK_METADATA_KEYS",
     "FORMATS",
     "SHIPPED_CORPORA",
+    "TokenizerCounter",
     "CorpusIntegrityError",
     "chunk_document",
     "chunk_documents",

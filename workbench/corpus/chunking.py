@@ -62,6 +62,39 @@ CHUNK_METADATA_KEYS = (
 )
 
 
+class TokenizerCounter:
+    """Count tokens with a Hugging Face tokenizer, without special tokens; batches a section's sentences.
+
+    ``chunk_document(doc, count_tokens=TokenizerCounter(tok))`` keeps chunks within the model's
+    real limit. A fast tokenizer is used through a private copy of its Rust backend (truncation and
+    padding off, so counts are never capped and the model's own tokenizer is left untouched).
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._backend: Any = None
+        if backend is not None:
+            from tokenizers import Tokenizer
+
+            self._backend = Tokenizer.from_str(backend.to_str())
+            self._backend.no_truncation()
+            self._backend.no_padding()
+
+    def __call__(self, text: str) -> int:
+        if self._backend is not None:
+            return len(self._backend.encode(text, add_special_tokens=False).ids)
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def many(self, texts: list[str]) -> list[int]:
+        """Token counts of several texts in one tokenizer call."""
+        if not texts:
+            return []
+        if self._backend is not None:
+            return [len(e.ids) for e in self._backend.encode_batch(texts, add_special_tokens=False)]
+        return [len(x) for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
 def count_tokens_default(text: str) -> int:
     """Count words, numbers and punctuation marks: a fast stand-in for a model tokenizer."""
     return len(_TOKEN.findall(text))
@@ -186,6 +219,7 @@ def chunk_document(
     if not 0 <= overlap < max_tokens:
         raise ConfigError(f"overlap must be in [0, max_tokens) (got {overlap} with max_tokens={max_tokens})")
     count = count_tokens or count_tokens_default
+    many: Callable[[list[str]], list[int]] | None = getattr(count, "many", None)
     text = doc.text
     meta: dict[str, Any] = {k: doc.metadata[k] for k in CHUNK_METADATA_KEYS if k in doc.metadata}
     spans: list[tuple[str, int, int]] = []  # (section, start, end)
@@ -194,7 +228,7 @@ def chunk_document(
         sents = split_sentences(text, s_start, s_end)
         if not sents:
             continue
-        counts = [count(text[a:b]) for a, b in sents]
+        counts = many([text[a:b] for a, b in sents]) if many else [count(text[a:b]) for a, b in sents]
         for i, j in _pack(counts, max_tokens, overlap):
             if j - i == 1 and counts[i] > max_tokens:
                 a, b = sents[i]
