@@ -141,6 +141,12 @@ class AuditTrail:
             fh.flush()
             os.fsync(fh.fileno())
 
+    def recover(self) -> None:
+        """Repair a torn last line left by a killed writer (the head anchor still covers the rest)."""
+        if self.log_path.exists():
+            with locked(self.folder / ".lock"):
+                self._repair_tail()
+
     def _last(self) -> tuple[int, str]:
         path = self.log_path
         if not path.exists() or path.stat().st_size == 0:

@@ -576,6 +576,7 @@ def _recover(ws: Workspace) -> None:
     comp = ws.compartment_dir
     for folder in (comp, ws.files_dir, ws.cache_dir, ws.root, ws.root / "audit"):
         clean_stale_tmp(folder)
+    ws.trail.recover()
     entry = ws._compartment_entry()
     current = f"records-{entry['db']['generation']}.duckdb"
     for p in comp.glob("records-*.duckdb*"):
