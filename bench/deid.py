@@ -1,0 +1,276 @@
+"""Free-text de-identification benchmark: recall and precision per entity type.
+
+    python bench/deid.py --data /work/shared/data/deid_notes/presidio_synth_v2_dev.json [--json OUT]
+
+A gold span counts as found when the redaction covers it: every letter and digit of the
+gold span lies inside some predicted span (whatever type the detector gave it; spaces and
+punctuation left between two redactions reveal nothing). Precision is the share of
+predicted spans that overlap a gold span of any PHI type. Typed recall (the covering span
+has the mapped type) is reported beside it.
+
+With ``--aci DIR`` (default: the ACI-BENCH folder next to the data, when present) it also
+measures recall of the patients' first and family names (from ``*_metadata.csv``) wherever
+they occur in the notes, without and with those names passed as known identifiers.
+
+Writes ``bench/results/deid.json`` and ``deid.md`` (numbers only, no text from the data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from workbench.cohort.deid.text import analyzer_info, deidentify_text  # noqa: E402
+
+# Gold type -> our type. Types we do not redact by default map to None.
+TYPE_MAP: dict[str, str | None] = {
+    "PERSON": "PERSON",
+    "STREET_ADDRESS": "STREET_ADDRESS",
+    "DATE_TIME": "DATE_TIME",
+    "PHONE_NUMBER": "PHONE_NUMBER",
+    "EMAIL_ADDRESS": "EMAIL_ADDRESS",
+    "US_SSN": "US_SSN",
+    "GPE": "LOCATION",
+    "ZIP_CODE": "ZIP_CODE",
+    "AGE": "AGE",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN_CODE": "IBAN_CODE",
+    "IP_ADDRESS": "IP_ADDRESS",
+    "DOMAIN_NAME": "URL",
+    "US_DRIVER_LICENSE": "US_DRIVER_LICENSE",
+    "ORGANIZATION": None,
+    "TITLE": None,
+    "NRP": None,
+}
+
+TARGETS = {
+    "PERSON": 0.90,
+    "STREET_ADDRESS": 0.90,
+    "DATE_TIME": 0.90,
+    "PHONE_NUMBER": 0.98,
+    "EMAIL_ADDRESS": 0.98,
+    "US_SSN": 0.98,
+}
+
+_ALNUM = re.compile(r"\w", re.UNICODE)
+
+
+def covered(text: str, start: int, end: int, spans: list[dict[str, Any]], typ: str | None = None) -> bool:
+    """True when every letter/digit of text[start:end] lies inside a predicted span (of ``typ``)."""
+    mask = [False] * (end - start)
+    for s in spans:
+        if typ is not None and s["type"] != typ:
+            continue
+        lo, hi = max(start, s["start"]), min(end, s["end"])
+        for i in range(lo, hi):
+            mask[i - start] = True
+    need = [i for i, ch in enumerate(text[start:end]) if _ALNUM.match(ch)]
+    return bool(need) and all(mask[i] for i in need)
+
+
+def evaluate_presidio(path: Path, *, limit: int | None = None, show_misses: int = 0) -> dict[str, Any]:
+    """Per-type recall and precision on a presidio-research style JSON file."""
+    records = json.loads(path.read_text("utf-8"))
+    if limit:
+        records = records[:limit]
+    gold_n: Counter[str] = Counter()
+    found: Counter[str] = Counter()
+    found_typed: Counter[str] = Counter()
+    pred_n: Counter[str] = Counter()
+    pred_ok: Counter[str] = Counter()
+    misses: dict[str, list[str]] = defaultdict(list)
+    t0 = time.perf_counter()
+    for rec in records:
+        text = rec["full_text"]
+        spans = [dict(s) for s in deidentify_text(text).spans]
+        gold = rec["spans"]
+        for g in gold:
+            gt = g["entity_type"]
+            gs, ge = g["start_position"], g["end_position"]
+            gold_n[gt] += 1
+            if covered(text, gs, ge, spans):
+                found[gt] += 1
+            elif show_misses:
+                misses[gt].append(f"{text[gs:ge]!r} in {text!r}")
+            ours = TYPE_MAP.get(gt)
+            if ours is not None and covered(text, gs, ge, spans, ours):
+                found_typed[gt] += 1
+        for s in spans:
+            pred_n[s["type"]] += 1
+            if any(s["start"] < g["end_position"] and g["start_position"] < s["end"] for g in gold):
+                pred_ok[s["type"]] += 1
+    seconds = time.perf_counter() - t0
+    per_type = {}
+    for gt in sorted(gold_n, key=lambda t: -gold_n[t]):
+        per_type[gt] = {
+            "ours": TYPE_MAP.get(gt),
+            "gold": gold_n[gt],
+            "found": found[gt],
+            "recall": round(found[gt] / gold_n[gt], 4),
+            "recall_typed": round(found_typed[gt] / gold_n[gt], 4) if TYPE_MAP.get(gt) else None,
+            "target": TARGETS.get(gt),
+        }
+    precision = {
+        t: {
+            "predicted": pred_n[t],
+            "overlapping_gold": pred_ok[t],
+            "precision": round(pred_ok[t] / pred_n[t], 4),
+        }
+        for t in sorted(pred_n, key=lambda t: -pred_n[t])
+    }
+    total_pred = sum(pred_n.values())
+    if show_misses:
+        for gt, items in misses.items():
+            print(f"--- misses {gt} ({len(items)})")
+            for m in items[:show_misses]:
+                print("   ", m)
+    return {
+        "data": str(path),
+        "records": len(records),
+        "seconds": round(seconds, 2),
+        "records_per_s": round(len(records) / seconds, 1) if seconds else None,
+        "per_gold_type": per_type,
+        "per_predicted_type": precision,
+        "precision_overall": round(sum(pred_ok.values()) / total_pred, 4) if total_pred else None,
+        "targets_met": {t: per_type.get(t, {}).get("recall", 0.0) >= v for t, v in TARGETS.items()},
+    }
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    csv.field_size_limit(1 << 30)
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def evaluate_aci(folder: Path) -> dict[str, Any]:
+    """Recall of patients' names in ACI-BENCH notes, blind and with the names as known identifiers."""
+    n_notes = 0
+    occurrences = 0
+    found_blind = 0
+    found_known = 0
+    t0 = time.perf_counter()
+    for meta_path in sorted(folder.glob("*_metadata.csv")):
+        notes_path = meta_path.with_name(meta_path.name.replace("_metadata", ""))
+        if not notes_path.exists():
+            continue
+        meta = {row["encounter_id"]: row for row in _read_csv(meta_path)}
+        for row in _read_csv(notes_path):
+            m = meta.get(row["encounter_id"])
+            if m is None:
+                continue
+            names = [n.strip() for n in (m["patient_firstname"], m["patient_familyname"]) if n and n.strip()]
+            text = row["note"]
+            gold = [
+                (mt.start(), mt.end())
+                for n in names
+                for mt in re.finditer(rf"(?<!\w){re.escape(n)}(?!\w)", text, flags=re.IGNORECASE)
+            ]
+            if not gold:
+                continue
+            n_notes += 1
+            occurrences += len(gold)
+            blind = [dict(s) for s in deidentify_text(text).spans]
+            known = [
+                dict(s)
+                for s in deidentify_text(
+                    text, known_identifiers={"given": names[:-1], "family": names[-1:]}
+                ).spans
+            ]
+            found_blind += sum(covered(text, s, e, blind) for s, e in gold)
+            found_known += sum(covered(text, s, e, known) for s, e in gold)
+    return {
+        "folder": str(folder),
+        "notes_with_names": n_notes,
+        "name_occurrences": occurrences,
+        "recall_blind": round(found_blind / occurrences, 4) if occurrences else None,
+        "recall_with_known_identifiers": round(found_known / occurrences, 4) if occurrences else None,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def to_markdown(res: dict[str, Any]) -> str:
+    p = res["presidio"]
+    lines = [
+        "# Free-text de-identification",
+        "",
+        f"Data: `{Path(p['data']).name}`, {p['records']} records, {p['seconds']} s "
+        f"({p['records_per_s']} records/s). spaCy pipeline: `{res['analyzer']['spacy_model']}`.",
+        "",
+        "A gold span is found when the redaction covers all its letters and digits.",
+        "",
+        "| gold type | ours | gold | recall | typed recall | target |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for gt, r in p["per_gold_type"].items():
+        target = (
+            f">= {r['target']:.2f} {'met' if r['recall'] >= r['target'] else 'NOT met'}"
+            if r["target"]
+            else ""
+        )
+        typed = f"{r['recall_typed']:.3f}" if r["recall_typed"] is not None else ""
+        lines.append(f"| {gt} | {r['ours'] or '-'} | {r['gold']} | {r['recall']:.3f} | {typed} | {target} |")
+    lines += [
+        "",
+        f"Overall precision: {p['precision_overall']}",
+        "",
+        "| predicted type | spans | precision |",
+        "|---|---:|---:|",
+    ]
+    for t, r in p["per_predicted_type"].items():
+        lines.append(f"| {t} | {r['predicted']} | {r['precision']:.3f} |")
+    if res.get("aci"):
+        a = res["aci"]
+        lines += [
+            "",
+            "## ACI-BENCH patient names",
+            "",
+            f"{a['name_occurrences']} occurrences of patients' first/family names in {a['notes_with_names']} notes: "
+            f"recall {a['recall_blind']} without known identifiers, {a['recall_with_known_identifiers']} with them.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="presidio-research style JSON with gold spans")
+    ap.add_argument("--aci", type=Path, default=None, help="ACI-BENCH folder (default: next to the data)")
+    ap.add_argument("--no-aci", action="store_true", help="skip the ACI-BENCH name check")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results JSON here")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N records")
+    ap.add_argument("--show-misses", type=int, default=0, help="print up to N missed spans per type")
+    args = ap.parse_args(argv)
+
+    res: dict[str, Any] = {
+        "benchmark": "deid",
+        "python": platform.python_version(),
+        "analyzer": analyzer_info(),
+        "presidio": evaluate_presidio(args.data, limit=args.limit, show_misses=args.show_misses),
+    }
+    aci = args.aci or args.data.resolve().parent.parent / "clinical_notes" / "aci_bench"
+    if not args.no_aci and aci.is_dir():
+        res["aci"] = evaluate_aci(aci)
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(res, indent=2)
+    (out_dir / "deid.json").write_text(payload + "\n", encoding="utf-8")
+    md = to_markdown(res)
+    (out_dir / "deid.md").write_text(md, encoding="utf-8")
+    if args.json:
+        args.json.write_text(payload + "\n", encoding="utf-8")
+    print(md)
+    return 0 if all(res["presidio"]["targets_met"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Free-text de-identification: each identifier type, known identifiers, offline engine, CLI."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workbench.cli import main as cli_main
+from workbench.cohort.deid import text as deid_text
+from workbench.cohort.deid.text import DeidResult, deidentify_text
+from workbench.errors import DeidError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _offline_engine() -> None:
+    """Build the analyzer with every network connection refused: it must not need one."""
+    deid_text._engines.cache_clear()
+    real_connect = socket.socket.connect
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        raise OSError(f"network access attempted: {address!r}")
+
+    socket.socket.connect = refuse  # type: ignore[method-assign]
+    try:
+        deid_text._engines()
+        # The first e-mail check is where tldextract would fetch its list.
+        assert deidentify_text("write to someone@example.org").spans
+    finally:
+        socket.socket.connect = real_connect  # type: ignore[method-assign]
+
+
+def _found(res: DeidResult, original: str, value: str) -> list[str]:
+    """Types of the spans that cover ``value`` in ``original``."""
+    start = original.index(value)
+    end = start + len(value)
+    return [s["type"] for s in res.spans if s["start"] <= start and s["end"] >= end]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "value", "typ"),
+    [
+        ("Mrs. Ottilie Hartmann was admitted overnight.", "Ottilie Hartmann", "PERSON"),
+        ("My name is Barnaby Quigley and I need a refill.", "Barnaby Quigley", "PERSON"),
+        ("Patient seen with her husband Chidi Okonkwo.", "Chidi Okonkwo", "PERSON"),
+        ("Dr. Lindqvist reviewed the films.", "Lindqvist", "PERSON"),
+        ("She lives at 4821 Wexford Avenue, Apt. 12.", "4821 Wexford Avenue, Apt. 12", "STREET_ADDRESS"),
+        ("Send the letter to 77 Mellemvej 32, please.", "Mellemvej 32", "STREET_ADDRESS"),
+        ("Seen on 03/14/2021 in clinic.", "03/14/2021", "DATE_TIME"),
+        ("Admitted 2021-03-14 08:30:00 via the ED.", "2021-03-14 08:30:00", "DATE_TIME"),
+        ("Surgery on March 14, 2019 went well.", "March 14, 2019", "DATE_TIME"),
+        ("Last visit 14 Jul 2020.", "14 Jul 2020", "DATE_TIME"),
+        ("This 79 year old female complains of stomach pain.", "79", "AGE"),
+        ("A 93-year-old man with dementia.", "93", "AGE"),
+        ("Call (617) 555-0142 after 5.", "(617) 555-0142", "PHONE_NUMBER"),
+        ("Her mobile is +44 7700 900123.", "+44 7700 900123", "PHONE_NUMBER"),
+        ("Results sent to o.hartmann@example.org today.", "o.hartmann@example.org", "EMAIL_ADDRESS"),
+        ("His social security number is 219-09-9999.", "219-09-9999", "US_SSN"),
+        ("MRN: 00482913, bed 4.", "00482913", "MRN"),
+        ("My zip code is 02139.", "02139", "ZIP_CODE"),
+    ],
+)
+def test_each_identifier_type_is_redacted(sentence: str, value: str, typ: str) -> None:
+    res = deidentify_text(sentence)
+    assert typ in _found(res, sentence, value), res.spans
+    assert value not in res.text
+    assert f"<{typ}>" in res.text
+
+
+def test_spans_are_offsets_in_the_original_text() -> None:
+    original = "Mr. Barnaby Quigley, born 07/01/1950, phone 617-555-0199."
+    res = deidentify_text(original)
+    pieces = {original[s["start"] : s["end"]]: s["type"] for s in res.spans}
+    assert pieces.get("Barnaby Quigley") == "PERSON"
+    assert pieces.get("07/01/1950") == "DATE_TIME"
+    assert pieces.get("617-555-0199") == "PHONE_NUMBER"
+    # Rebuilding the redaction from the spans gives the anonymizer's text.
+    rebuilt, last = [], 0
+    for s in res.spans:
+        rebuilt += [original[last : s["start"]], f"<{s['type']}>"]
+        last = s["end"]
+    assert "".join(rebuilt) + original[last:] == res.text
+
+
+def test_clinical_text_without_identifiers_is_left_alone() -> None:
+    note = "Patient denies chest pain. Continue metformin 500 mg twice daily and recheck HbA1c in 3 months."
+    res = deidentify_text(note)
+    assert res.text == note and res.spans == []
+
+
+def test_known_identifiers_catch_what_rules_cannot() -> None:
+    note = "pt zyxwqa reports that vorlenko visited; reach at 617.555.0177 ext or 6175550177"
+    blind = deidentify_text(note)
+    assert "zyxwqa" in blind.text
+    known = {"given": ["Zyxwqa"], "family": "Vorlenko", "phone": "+1 (617) 555-0177"}
+    res = deidentify_text(note, known_identifiers=known)
+    for secret in ("zyxwqa", "vorlenko", "617.555.0177", "6175550177"):
+        assert secret not in res.text, res.text
+    assert res.text.count("<PERSON>") == 2
+    # Synthea-style names with digits match the plain name in notes.
+    res2 = deidentify_text("Follow-up for Quorrin today.", known_identifiers={"given": "Quorrin123"})
+    assert "Quorrin" not in res2.text
+    # A plain list is taken as names.
+    assert "zyxwqa" not in deidentify_text(note, known_identifiers=["zyxwqa"]).text
+
+
+def test_entities_limit_what_is_redacted() -> None:
+    sentence = "Mrs. Ottilie Hartmann called from (617) 555-0142 on 03/14/2021."
+    res = deidentify_text(sentence, entities=["PHONE_NUMBER"])
+    assert [s["type"] for s in res.spans] == ["PHONE_NUMBER"]
+    assert "Ottilie Hartmann" in res.text and "03/14/2021" in res.text
+
+
+def test_repeated_surname_is_redacted_everywhere() -> None:
+    note = "Seen with Maciej Borkowski today. Borkowski reports less pain."
+    res = deidentify_text(note)
+    assert "Borkowski" not in res.text
+
+
+def test_empty_and_bad_input() -> None:
+    assert deidentify_text("") == DeidResult(text="", spans=[])
+    assert deidentify_text("   \n").spans == []
+    with pytest.raises(DeidError):
+        deidentify_text(b"bytes")  # type: ignore[arg-type]
+
+
+def test_analyzer_is_built_once() -> None:
+    assert deid_text._engines() is deid_text._engines()
+    info = deid_text.analyzer_info()
+    assert "WbPersonRules" in info["recognizers"]
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_deid_text_writes_json_lines(
+    fixtures: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = fixtures / "deid" / "notes.txt"
+    lines = src.read_text("utf-8").splitlines()
+    assert cli_main(["deid", "text", str(src)]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [o["line"] for o in out] == list(range(1, len(lines) + 1))
+    for o, line in zip(out, lines, strict=True):
+        for s in o["spans"]:
+            assert 0 <= s["start"] < s["end"] <= len(line)
+    joined = "\n".join(o["text"] for o in out)
+    for secret in (
+        "Ottilie",
+        "Hartmann",
+        "03/14/2021",
+        "555-0142",
+        "o.hartmann@example.org",
+        "Wexford",
+        "219-09-9999",
+        "00482913",
+    ):
+        assert secret not in joined, secret
+    assert out[-1]["spans"] == [] and out[-1]["text"] == lines[-1]
+
+    target = tmp_path / "out.jsonl"
+    assert cli_main(["deid", "text", str(src), "--out", str(target), "--entities", "EMAIL_ADDRESS"]) == 0
+    rows = [json.loads(x) for x in target.read_text("utf-8").splitlines()]
+    assert {s["type"] for r in rows for s in r["spans"]} == {"EMAIL_ADDRESS"}
+
+
+def test_cli_deid_text_rejects_non_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("Señora Núñez\n".encode("latin-1"))
+    assert cli_main(["deid", "text", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "latin1.txt" in err and "UTF-8" in err and "Núñez" not in err
+    assert cli_main(["deid", "text", str(tmp_path / "missing.txt")]) == 1

