@@ -126,6 +126,11 @@ class Batch:
         self.n_rows += len(rows)
 
 
+def _derived(table: str, rtype: str) -> bool:
+    """Rows copied from another resource (FHIR vitals into measurements) are not counted twice."""
+    return table == "measurements" and rtype == "Observation"
+
+
 class TxnBuffer:
     """Whole patients (or file chunks) waiting for one transaction, and the import_log rows of finished files.
 
@@ -172,7 +177,7 @@ class TxnBuffer:
             tk = (table, rid)
             if tk in self.seen:
                 drop.add(tk)
-                if table != "measurements":
+                if not _derived(table, rtype):
                     report.duplicates += 1
             else:
                 self.seen.add(tk)
@@ -204,7 +209,7 @@ class TxnBuffer:
             return
         dup, per_file = self.writer.write(self)
         for table, rid, rtype, _pid, fidx in self.keys:
-            if table == "measurements":
+            if _derived(table, rtype):
                 continue
             rep = self.files[fidx]
             if (table, rid) in dup:
@@ -441,8 +446,12 @@ def import_bundle(
         entries = doc.get("entry") or []
         if not isinstance(entries, list):
             raise RecordFormatError(f"{file}: Bundle.entry is not a list")
-    else:
+    elif doc["resourceType"] in flattener.specs:
         entries = [{"resource": doc}]
+    else:
+        raise RecordFormatError(
+            f"{file}: resourceType {doc['resourceType']!r} is neither a Bundle nor a supported resource"
+        )
     del doc
 
     # fullUrl -> id, so that "urn:uuid:..." references resolve to resource ids

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib
 import uuid
 import zipfile
 import zlib
@@ -189,9 +188,9 @@ def _importer(kind: str) -> Importer:
         return fhir_import.import_bundle
     if kind == "fhir_ndjson":
         return fhir_import.import_ndjson
-    wellness = importlib.import_module("workbench.cohort.wellness")  # only when a wellness export is met
-    fn: Importer = wellness.import_apple_health if kind == "apple_health" else wellness.import_mfp
-    return fn
+    from workbench.cohort import wellness  # only when a wellness export is met
+
+    return wellness.import_apple_health if kind == "apple_health" else wellness.import_mfp
 
 
 def import_paths(
@@ -240,6 +239,10 @@ def import_paths(
                         _import_one(con, path, report, result.import_id, flattener, buffer, strict, person)
         finally:
             buffer.flush()  # whole patients queued so far, and the log of every finished file
+            if any(f.rows.get("measurements") for f in result.files):
+                from workbench.cohort.wellness import mark_duplicates
+
+                mark_duplicates(con)
             for source_id, reports in sources.items():
                 _audit(ws, source_id, reports, result.import_id)
         return result

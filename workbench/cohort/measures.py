@@ -29,6 +29,7 @@ CANONICAL_UNITS: dict[str, str] = {
     "exercise_time": "min",
     "stand_time": "min",
     "sleep": "min",
+    "in_bed": "min",
     "flights_climbed": "count",
     "dietary_energy": "kcal",
     "waist": "cm",
