@@ -61,25 +61,42 @@ def test_pseudonym_depends_on_key_and_kind() -> None:
         pseudonym(b"short", "abc", "patient")
 
 
-def test_workspace_key_created_once_with_private_permissions(tmp_path: Path) -> None:
-    ws = open_workspace(tmp_path / "ws")
-    key = workspace_key(ws)
+def test_file_key_for_a_plain_folder_is_created_once_with_private_permissions(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    key = workspace_key(root)
     assert len(key) == 32
-    path = ws.root / "secrets" / "deid.key"
+    path = root / "secrets" / "deid.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert workspace_key(ws) == key
-    assert workspace_key(ws.root) == key
-    assert workspace_key(open_workspace(tmp_path / "other")) != key
+    assert workspace_key(root) == key
+    assert workspace_key(str(root)) == key
+    assert workspace_key(tmp_path / "other") != key
     assert [p.name for p in path.parent.iterdir()] == ["deid.key"]
 
 
-def test_workspace_key_damaged_is_an_error(tmp_path: Path) -> None:
+def test_encrypted_workspace_key_comes_from_its_key_store(tmp_path: Path) -> None:
     ws = open_workspace(tmp_path / "ws")
-    (ws.root / "secrets").mkdir()
-    (ws.root / "secrets" / "deid.key").write_bytes(b"too short")
+    key = workspace_key(ws)
+    assert len(key) == 32 and key == ws.secret("deid")
+    ws.close()
+    again = open_workspace(tmp_path / "ws")
+    assert workspace_key(again) == key
+    again.close()
+    # Never written to disk in the clear.
+    for f in (tmp_path / "ws").rglob("*"):
+        if f.is_file():
+            assert key not in f.read_bytes(), f
+    other = open_workspace(tmp_path / "ws2")
+    assert workspace_key(other) != key
+    other.close()
+
+
+def test_workspace_key_damaged_is_an_error(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    (root / "secrets").mkdir(parents=True)
+    (root / "secrets" / "deid.key").write_bytes(b"too short")
     with pytest.raises(DeidError, match="expected 32"):
-        workspace_key(ws)
+        workspace_key(root)
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -89,12 +89,26 @@ class _HasRoot(Protocol):
 
 
 def workspace_key(ws: _HasRoot | Path | str) -> bytes:
-    """The workspace's 32-byte de-identification secret, created once (0600) on first use.
+    """The workspace's 32-byte de-identification secret.
 
-    This is the only access point to the key, so the workspace layer can move it into its
-    encrypted key store without touching callers.
+    An encrypted workspace derives it from its compartment key (``ws.secret("deid")``): it is
+    never written anywhere and dies with the compartment. A plain folder (a path, or an object
+    without ``secret``) keeps a random key created once at ``secrets/deid.key`` (0600, folder
+    0700). This is the only access point to the key, so callers never depend on where it lives.
     """
+    derive = getattr(ws, "secret", None)
+    if callable(derive):
+        key = derive("deid")
+        if not isinstance(key, bytes) or len(key) != KEY_BYTES:
+            raise DeidError(
+                "the workspace returned a malformed de-identification secret; reopen the workspace"
+            )
+        return key
     root = Path(ws) if isinstance(ws, str | Path) else Path(ws.root)
+    return _file_key(root)
+
+
+def _file_key(root: Path) -> bytes:
     folder = root / "secrets"
     path = folder / "deid.key"
     if not path.exists():
