@@ -485,3 +485,52 @@ def test_archive_folder_and_error_policy(tmp_path: Path) -> None:
         list(read_documents(tmp_path / "missing.jsonl"))
     with pytest.raises(ReaderError, match="unknown format 'docx'"):
         list(read_documents(folder, format="docx"))
+
+
+def test_zip_archive_and_error_callback(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "docs.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.write(FIX / "guide.html", "site/guide.html")
+        zf.write(FIX / "pubmed_sample.xml", "pubmed/part1.xml")
+        zf.writestr("pubmed/bad.jsonl", b'{"_id": "x", "text": "fine"}\n{oops\n')
+        zf.writestr("__MACOSX/site/._guide.html", b"junk")
+        zf.writestr("photo.jpg", b"\xff\xd8\xff")
+    seen: list[str] = []
+    docs = list(read_documents(path, corpus="z", errors=lambda e: seen.append(str(e))))
+    assert [d.doc_id for d in docs] == [
+        "x",
+        "90000001",
+        "90000002",
+        "90000003",
+        "90000004",
+        "z:site/guide.html",
+    ]
+    assert len(seen) == 1 and "docs.zip!pubmed/bad.jsonl (line 2)" in seen[0]
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ReaderError, match=r"broken\.zip: damaged or truncated zip"):
+        list(read_documents(broken))
+
+
+def test_bom_first_line_and_bad_bytes_in_xml(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b'\xef\xbb\xbf{"_id": "1", "title": "t", "text": "x"}\n')
+    assert [d.doc_id for d in read_documents(bom)] == ["1"]
+    bad = tmp_path / "bad.xml"
+    bad.write_bytes(
+        (FIX / "pubmed_sample.xml").read_bytes().replace(b"Doe", b"D\xf6e")
+    )  # latin-1 byte in UTF-8 XML
+    with pytest.raises(
+        ReaderError, match=r"bad\.xml \(before the first article, line \d+ column \d+\): malformed"
+    ):
+        list(read_pubmed_xml(bad))
+
+
+def test_truncated_pubmed_gzip(tmp_path: Path) -> None:
+    data = gzip.compress((FIX / "pubmed_sample.xml").read_bytes() * 1, mtime=0)
+    path = tmp_path / "cut.xml.gz"
+    path.write_bytes(data[: len(data) - 40])
+    with pytest.raises(ReaderError, match=r"cut\.xml\.gz .*(truncated gzip|malformed or truncated XML)"):
+        list(read_documents(path))

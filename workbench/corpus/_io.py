@@ -4,8 +4,9 @@ Error policy (the same for every reader):
 
 * **Record-level problems** (one malformed JSONL line, one PubMed article without a PMID, one
   MedQuAD file in a folder that does not parse) raise :class:`~workbench.errors.ReaderError`
-  when the caller passed no ``errors`` list.  When the caller passes ``errors=[]`` the error is
-  appended there, a warning is logged (file and record id only, never text) and reading goes on.
+  when the caller passed no ``errors`` sink.  When the caller passes ``errors=[]`` (or a callable
+  taking the ReaderError) the error is appended (or passed) there, a warning is logged (file and
+  record id only, never text) and reading goes on.
 * **File-level problems** (truncated gzip, truncated or malformed XML, JSON that cannot be
   resynchronised, a file in an unknown format) always raise :class:`ReaderError`.  Readers are
   generators, so every document before the damage has already been yielded by then.
@@ -17,7 +18,7 @@ import gzip
 import logging
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, cast
@@ -26,7 +27,8 @@ from workbench.errors import ReaderError
 
 log = logging.getLogger("workbench.corpus")
 
-ErrorSink = list[ReaderError] | None
+#: Where record-level errors go: None raises, a list collects, a callable is called with each one.
+ErrorSink = list[ReaderError] | Callable[[ReaderError], None] | None
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -47,7 +49,10 @@ def report(err: ReaderError, errors: ErrorSink) -> None:
     """Apply the record-level policy: raise without a sink, else collect, log and go on."""
     if errors is None:
         raise err
-    errors.append(err)
+    if isinstance(errors, list):
+        errors.append(err)
+    else:
+        errors(err)
     log.warning("skipped record: %s", err)
 
 

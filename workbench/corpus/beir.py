@@ -53,7 +53,8 @@ def _parse_line(
 ) -> Document | None:
     where = f"line {lineno}"
     try:
-        obj: Any = json.loads(raw.decode("utf-8"))
+        # A byte-order mark (Windows editors) may open the first line.
+        obj: Any = json.loads(raw.decode("utf-8-sig" if lineno == 1 else "utf-8"))
     except UnicodeDecodeError as exc:
         report(
             reader_error(path, where, f"not valid UTF-8 at byte {exc.start}", "Convert the file to UTF-8."),

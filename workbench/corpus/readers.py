@@ -2,7 +2,7 @@
 
 Formats: ``beir`` (JSONL), ``pubmed`` (MEDLINE XML), ``pubmedqa`` (ori_pqal JSON), ``medquad``
 (XML), ``markdown``, ``html``, ``pdf`` and ``text``. Any of them may be gzip-compressed, and
-``.tar``/``.tar.gz``/``.tgz`` archives are read member by member without extracting to disk.
+``.tar``/``.tar.gz``/``.tgz``/``.zip`` archives are read member by member without extracting to disk.
 The format comes from ``format=``, else the file extension, else the first bytes.
 
 Error policy: see :mod:`workbench.corpus._io`. In a folder or archive each file/member is a
@@ -16,6 +16,7 @@ import gzip
 import io
 import re
 import tarfile
+import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -47,7 +48,7 @@ _BY_SUFFIX = {
     ".text": "text",
     ".xml": "xml",  # resolved by the root element
 }
-_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 _DEFAULT_CORPUS = {"beir": "beir", "pubmed": "pubmed", "pubmedqa": "pubmedqa", "medquad": "medquad"}
 _ROOT_TAG = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 _MAX_MEMBER = 512 << 20  # an archive member larger than this is refused rather than read into memory
@@ -145,8 +146,11 @@ def _unsupported(source: str) -> ReaderError:
 def _read_file(
     path: Path, rel: str, corpus: str | None, fmt: str | None, errors: ErrorSink
 ) -> Iterator[Document]:
+    if path.name.lower().endswith(".zip"):
+        yield from _read_zip(path, corpus, fmt, errors)
+        return
     if _is_archive(path.name):
-        yield from _read_archive(path, corpus, fmt, errors)
+        yield from _read_tar(path, corpus, fmt, errors)
         return
     kind = fmt or detect_format(path.name, _head(path))
     if kind is None:
@@ -157,38 +161,50 @@ def _read_file(
         yield from _dispatch(fh, str(path), rel, kind, corpus, errors)
 
 
-def _read_archive(path: Path, corpus: str | None, fmt: str | None, errors: ErrorSink) -> Iterator[Document]:
+def _skip_member(name: str) -> bool:
+    """Hidden files and macOS resource forks (``__MACOSX/``, ``._x``) are not documents."""
+    return any(p.startswith((".", "__MACOSX")) for p in PurePosixPath(name).parts)
+
+
+def _read_member(
+    archive: Path, name: str, data: bytes, corpus: str | None, fmt: str | None, errors: ErrorSink
+) -> Iterator[Document]:
+    """Read one archive member from its bytes; its problems are record-level errors."""
+    where = f"{archive}!{name}"
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except GZIP_ERRORS as exc:
+            report(reader_error(where, None, f"damaged gzip member ({exc})"), errors)
+            return
+    kind = fmt or detect_format(name, data[:4096])
+    if kind is None:
+        log.warning("%s: skipped (unsupported type)", where)
+        return
+    try:
+        yield from _dispatch(io.BytesIO(data), where, name, kind, corpus, errors)
+    except ReaderError as exc:
+        report(exc, errors)
+
+
+def _read_tar(path: Path, corpus: str | None, fmt: str | None, errors: ErrorSink) -> Iterator[Document]:
     """Stream the members of a tar archive in order (``r|*`` never seeks, so gzip is read once)."""
     member = "the archive header"
     try:
         with tarfile.open(path, mode="r|*") as tar:
             for info in tar:
                 member = info.name
-                parts = PurePosixPath(info.name).parts
-                if not info.isfile() or any(p.startswith((".", "__MACOSX")) for p in parts):
+                if not info.isfile() or _skip_member(info.name):
                     continue
-                where = f"{path}!{info.name}"
                 if info.size > _MAX_MEMBER:
-                    report(reader_error(where, None, f"member too large ({info.size} bytes)"), errors)
+                    report(
+                        reader_error(f"{path}!{info.name}", None, f"member too large ({info.size} bytes)"),
+                        errors,
+                    )
                     continue
                 extracted = tar.extractfile(info)
-                if extracted is None:
-                    continue
-                data = extracted.read()
-                if data[:2] == GZIP_MAGIC:
-                    try:
-                        data = gzip.decompress(data)
-                    except GZIP_ERRORS as exc:
-                        report(reader_error(where, None, f"damaged gzip member ({exc})"), errors)
-                        continue
-                kind = fmt or detect_format(info.name, data[:4096])
-                if kind is None:
-                    log.warning("%s: skipped (unsupported type)", where)
-                    continue
-                try:
-                    yield from _dispatch(io.BytesIO(data), where, info.name, kind, corpus, errors)
-                except ReaderError as exc:
-                    report(exc, errors)
+                if extracted is not None:
+                    yield from _read_member(path, info.name, extracted.read(), corpus, fmt, errors)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise reader_error(
             path,
@@ -196,6 +212,30 @@ def _read_archive(path: Path, corpus: str | None, fmt: str | None, errors: Error
             f"damaged or truncated archive ({exc})",
             "Re-download it; the members before this point were read.",
         ) from exc
+
+
+def _read_zip(path: Path, corpus: str | None, fmt: str | None, errors: ErrorSink) -> Iterator[Document]:
+    """Read the members of a zip archive in name order, without extracting to disk."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise reader_error(
+            path, None, f"damaged or truncated zip archive ({exc})", "Re-download it."
+        ) from exc
+    with zf:
+        for info in sorted(zf.infolist(), key=lambda i: i.filename):
+            if info.is_dir() or _skip_member(info.filename):
+                continue
+            where = f"{path}!{info.filename}"
+            if info.file_size > _MAX_MEMBER:
+                report(reader_error(where, None, f"member too large ({info.file_size} bytes)"), errors)
+                continue
+            try:
+                data = zf.read(info)
+            except (zipfile.BadZipFile, zlib.error, RuntimeError, OSError) as exc:  # RuntimeError: encrypted
+                report(reader_error(where, None, f"cannot extract ({exc})"), errors)
+                continue
+            yield from _read_member(path, info.filename, data, corpus, fmt, errors)
 
 
 def read_documents(
