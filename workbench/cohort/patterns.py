@@ -10,6 +10,7 @@ it lists the record ids (``resource_id``) that support it.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -58,12 +60,12 @@ class Condition(_Model):
             raise ValueError(f"op {self.op!r} needs 'value'")
         return self
 
-    def holds(self, v: float) -> bool:
-        """Whether value ``v`` (in the test's unit) meets this condition."""
+    def holds(self, v: np.ndarray) -> np.ndarray:
+        """Which values (in the test's unit) meet this condition."""
         if self.op == "between":
             assert self.min is not None and self.max is not None
-            return self.min <= v < self.max
-        return _compare(v, self.op, float(self.value or 0.0))
+            return (v >= self.min) & (v < self.max)
+        return _OPS[self.op](v, float(self.value or 0.0))
 
     def text(self, unit: str) -> str:
         """The threshold as text, e.g. ``">= 6.5 %"``."""
@@ -135,14 +137,11 @@ class PatternSet(_Model):
         return sorted({c for t in self.tests.values() for c in t.codes})
 
 
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
 def _compare(v: float, op: str, threshold: float) -> bool:
-    if op == "<":
-        return v < threshold
-    if op == "<=":
-        return v <= threshold
-    if op == ">":
-        return v > threshold
-    return v >= threshold
+    return bool(_OPS[op](v, threshold))
 
 
 def load_patterns(path: Path | str | None = None) -> PatternSet:
@@ -206,14 +205,17 @@ def _readings(df: pd.DataFrame, ps: PatternSet) -> pd.DataFrame:
                 vals.append(tidy(converter(unit, t.unit, code)(float(v))))
             except UnitError:
                 vals.append(float("nan"))
-        part = sub.assign(test=name, tvalue=vals, tunit=t.unit)
+        # Only the columns the detectors read: boolean selection copies every column.
+        part = sub[["patient_id", "resource_id", "code", "effective", "age"]].assign(
+            test=name, tvalue=vals, tunit=t.unit
+        )
         frames.append(part[part["tvalue"].notna()])
     if not frames:
         return pd.DataFrame(
             columns=["patient_id", "resource_id", "code", "effective", "age", "test", "tvalue", "tunit"]
         )
     out = pd.concat(frames, ignore_index=True)
-    out["day"] = pd.to_datetime(out["effective"]).dt.date
+    out = out[out["effective"].notna()]  # an undated reading cannot be placed in a series
     return out.sort_values(["effective", "resource_id", "test"], kind="stable").reset_index(drop=True)
 
 
@@ -233,62 +235,77 @@ def _evidence(rows: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def _qualifying(rows: pd.DataFrame, stage: Stage) -> pd.Series:
-    mask = pd.Series(False, index=rows.index)
-    for c in stage.any_of:
-        m = (rows["test"] == c.test) & rows["tvalue"].map(c.holds)
-        mask |= m
-    return mask
+@dataclass(slots=True)
+class _Arrays:
+    """One patient's readings as arrays, in time order (what the detectors scan)."""
+
+    test: np.ndarray
+    value: np.ndarray
+    time: np.ndarray
+    day: np.ndarray
+    age: np.ndarray
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> _Arrays:
+        time = pd.to_datetime(rows["effective"]).to_numpy(dtype="datetime64[ns]")
+        return cls(
+            test=rows["test"].to_numpy(dtype=object),
+            value=rows["tvalue"].to_numpy(dtype=float),
+            time=time,
+            day=time.astype("datetime64[D]"),
+            age=pd.to_numeric(rows["age"], errors="coerce").to_numpy(dtype=float),
+        )
 
 
-def _eval_stage(rows: pd.DataFrame, stage: Stage) -> pd.DataFrame | None:
-    """The readings that make ``stage`` hold, or None when it does not."""
-    tests = {c.test for c in stage.any_of}
-    rows = rows[rows["test"].isin(tests)]
-    if rows.empty:
+def _eval_stage(a: _Arrays, keep: np.ndarray, stage: Stage) -> np.ndarray | None:
+    """Positions of the readings that make ``stage`` hold, or None when it does not."""
+    sel = keep & np.isin(a.test, [c.test for c in stage.any_of])
+    if not sel.any():
         return None
-    q = _qualifying(rows, stage)
+    q = np.zeros(len(a.test), dtype=bool)
+    for c in stage.any_of:
+        q |= (a.test == c.test) & c.holds(a.value)
+    q &= sel
     if stage.aggregate == "latest":
-        last_time = rows["effective"].max()
-        latest = rows[rows["effective"] == last_time]
-        hit = latest[q.loc[latest.index]]
-        return hit if not hit.empty else None
+        last = a.time[sel].max()
+        idx = np.flatnonzero(sel & (a.time == last))
+        hit = idx[q[idx]]
+        return hit if hit.size else None
     if stage.aggregate == "count":
-        hit = rows[q]
-        keys = {(d,) if stage.count_by == "date" else (d, t) for d, t in zip(hit["day"], hit["test"])}
-        return hit if len(keys) >= stage.min_count else None
-    # run: consecutive qualifying readings (by time) with no non-qualifying one in between;
-    # a reading taken at the same time as a qualifying one does not break the run.
-    best: pd.DataFrame | None = None
-    run_idx: list[int] = []
-    for _, group in rows.groupby("effective", sort=True):
-        gq = q.loc[group.index]
-        if gq.all():
-            run_idx.extend(group.index)
+        hit = np.flatnonzero(q)
+        if stage.count_by == "date":
+            n = len(set(a.day[hit].tolist()))
+        else:
+            n = len(set(zip(a.day[hit].tolist(), a.test[hit].tolist())))
+        return hit if n >= stage.min_count else None
+    # run: consecutive qualifying readings (by time) with no non-qualifying one in between; a
+    # reading taken at the same time as a qualifying one does not break the run. The most
+    # recent run long enough wins: it describes the current state.
+    best: np.ndarray | None = None
+    run: list[int] = []
+    idx = np.flatnonzero(sel)
+    times = a.time[idx]
+    for t in np.unique(times):
+        group = idx[times == t]
+        if q[group].all():
+            run.extend(group.tolist())
             continue
-        best = _better_run(rows, run_idx, stage, best)
-        run_idx = []
-    best = _better_run(rows, run_idx, stage, best)
-    return best
+        best = _long_enough(a, run, stage, best)
+        run = []
+    return _long_enough(a, run, stage, best)
 
 
-def _better_run(
-    rows: pd.DataFrame, idx: list[int], stage: Stage, best: pd.DataFrame | None
-) -> pd.DataFrame | None:
-    if not idx:
+def _long_enough(a: _Arrays, run: list[int], stage: Stage, best: np.ndarray | None) -> np.ndarray | None:
+    if not run:
         return best
-    run = rows.loc[idx]
-    span = (pd.Timestamp(run["effective"].max()) - pd.Timestamp(run["effective"].min())).days
-    if span < stage.min_span_days:
-        return best
-    # Prefer the most recent qualifying run: it describes the current state.
-    return run
+    span = (a.time[run[-1]] - a.time[run[0]]) / np.timedelta64(1, "D")
+    return np.asarray(run) if span >= stage.min_span_days else best
 
 
-def _grade(stage: Stage, hit: pd.DataFrame) -> Grade | None:
+def _grade(stage: Stage, a: _Arrays, hit: np.ndarray) -> Grade | None:
     if not stage.grades:
         return None
-    last = float(hit.sort_values("effective")["tvalue"].iloc[-1])
+    last = float(a.value[hit[np.argmax(a.time[hit])]])
     for g in stage.grades:
         if _compare(last, g.op, g.value):
             return g
@@ -297,16 +314,20 @@ def _grade(stage: Stage, hit: pd.DataFrame) -> Grade | None:
 
 def _review_rows(patient_id: str, rows: pd.DataFrame, ps: PatternSet) -> list[Finding]:
     found: dict[str, Finding] = {}
+    rows = rows.reset_index(drop=True)
+    a = _Arrays.of(rows)
+    everyone = np.ones(len(rows), dtype=bool)
     for p in ps.patterns:
-        prow = rows
+        keep = everyone
         if p.min_age is not None:
             # Unknown age: the reading is kept (adults are assumed, as for reference ranges).
-            prow = rows[rows["age"].isna() | (rows["age"] >= p.min_age)]
+            keep = np.isnan(a.age) | (a.age >= p.min_age)
         for stage in p.stages:
-            hit = _eval_stage(prow, stage)
-            if hit is None:
+            pos = _eval_stage(a, keep, stage)
+            if pos is None:
                 continue
-            grade = _grade(stage, hit)
+            grade = _grade(stage, a, pos)
+            hit = rows.iloc[pos]
             refs = [c.reference for c in stage.any_of] + [stage.reference]
             if grade is not None:
                 refs.append(grade.reference)
