@@ -59,3 +59,70 @@ def test_import_reports_errors_with_exit_code(tmp_path: Path, capsys: pytest.Cap
     assert code == 1
     assert "broken.json" in data["errors"][0]["message"]
     assert "not valid JSON" in data["errors"][0]["message"]
+
+
+def test_patients_are_pseudonymous_and_resolve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from workbench.cohort.records import resolve_patient
+    from workbench.errors import RecordsError
+    from workbench.workspace import open_workspace
+
+    ws = str(tmp_path / "ws")
+    main(["records", "import", str(FHIR / "bundles"), "--workspace", ws, "--json"])
+    capsys.readouterr()
+    code, rows = _run(capsys, "records", "patients", "--workspace", ws, "--json")
+    assert code == 0 and len(rows) == 4
+    raw_ids, families = set(), set()
+    for f in (FHIR / "bundles").glob("*.json.gz"):
+        for e in json.loads(gzip.decompress(f.read_bytes()))["entry"]:
+            r = e["resource"]
+            if r["resourceType"] == "Patient":
+                raw_ids.add(r["id"])
+                families.add(r["name"][0]["family"])
+    text = json.dumps(rows)
+    assert not any(i in text for i in raw_ids) and not any(n in text for n in families)
+    for r in rows:
+        assert r["patient"].startswith("P-") and r["sex"] in ("male", "female")
+        assert r["age_band"] and r["records"] > 0
+    # the same pseudonym on every call; it and the raw id resolve to the stored id
+    _, again = _run(capsys, "records", "patients", "--workspace", ws, "--json")
+    assert again == rows
+    handle = open_workspace(ws)
+    resolved = {resolve_patient(handle, r["patient"]) for r in rows}
+    assert resolved == raw_ids
+    some = sorted(raw_ids)[0]
+    assert resolve_patient(handle, some) == some
+    assert resolve_patient(handle, f"Patient/{some}") == some
+    with pytest.raises(RecordsError, match="records patients"):
+        resolve_patient(handle, "P-000000000000")
+
+
+def test_export_deidentified(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = str(tmp_path / "ws")
+    main(["records", "import", str(FHIR / "bundles"), "--workspace", ws, "--json"])
+    capsys.readouterr()
+    out = tmp_path / "export"
+    code = main(["records", "export", "--workspace", ws, "--out", str(out)])
+    capsys.readouterr()
+    assert code == 2  # --deidentified is required
+    code, data = _run(
+        capsys, "records", "export", "--workspace", ws, "--deidentified", "--out", str(out), "--json"
+    )
+    assert code == 0
+    assert data["tables"]["patients"] == 4 and data["tables"]["observations"] > 0
+    for table in data["tables"]:
+        assert (out / f"{table}.parquet").exists() and (out / f"{table}.csv").exists()
+    blob = "\n".join(p.read_text() for p in out.glob("*.csv"))
+    for f in (FHIR / "bundles").glob("*.json.gz"):
+        for e in json.loads(gzip.decompress(f.read_bytes()))["entry"]:
+            r = e["resource"]
+            if r["resourceType"] != "Patient":
+                continue
+            secrets = [
+                r["name"][0]["family"],
+                r["birthDate"],
+                r["address"][0]["line"][0],
+                r["telecom"][0]["value"],
+            ]
+            secrets += [i["value"] for i in r["identifier"] if "ssn" in i.get("system", "")]
+            for s in secrets:
+                assert s not in blob, "identifier leaked into the de-identified export"

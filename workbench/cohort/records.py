@@ -47,7 +47,11 @@ def _deid() -> Any:
 
 
 def list_patients(ws: Workspace, *, as_of: date | None = None) -> list[dict[str, Any]]:
-    """Every patient as ``{patient, age_band, sex, records}`` with a keyed pseudonymous id (no PHI)."""
+    """Every patient as ``{patient, age_band, sex, records}`` with a keyed pseudonymous id (no PHI).
+
+    Listed: people with a Patient resource or wellness data (as counted by :func:`summary`);
+    ``records`` counts every stored resource that names them.
+    """
     deid = _deid()
     key = deid.workspace_key(ws)
     as_of = as_of or datetime.now(UTC).date()
@@ -56,9 +60,14 @@ def list_patients(ws: Workspace, *, as_of: date | None = None) -> list[dict[str,
         ensure_schema(con)
         rows = con.execute(
             """
-            WITH k AS (SELECT patient_id, count(*) AS n FROM resource_keys GROUP BY patient_id)
+            WITH k AS (
+                SELECT patient_id, count(*) AS n,
+                       bool_or(resource_type IN ('Patient', 'apple_health', 'myfitnesspal')) AS listed
+                FROM resource_keys GROUP BY patient_id
+            )
             SELECT k.patient_id, p.birth_date, p.deceased_date, p.gender, k.n
             FROM k LEFT JOIN patients p ON p.patient_id = k.patient_id
+            WHERE k.listed
             ORDER BY k.patient_id
             """
         ).fetchall()
