@@ -180,6 +180,17 @@ def test_chunk_properties(
     assert set(covered) == {s.name for s in doc.sections}
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=_documents(), max_tokens=st.integers(12, 60), overlap=st.integers(0, 11))
+def test_header_in_budget_keeps_whole_passages_within_budget(
+    doc: Document, max_tokens: int, overlap: int
+) -> None:
+    chunks = chunk_document(doc, max_tokens=max_tokens, overlap=overlap, header_in_budget=True)
+    for c in chunks:  # the header "T | S<n>" is 3 tokens, so the max_tokens // 4 floor never binds
+        assert count_tokens_default(passage_text(c)) <= max_tokens
+        assert doc.text[c.start : c.end] == c.text
+
+
 def test_passage_text_adds_title_and_section() -> None:
     doc = _doc("Body text.", [Section("METHODS", 0, 10)])
     (c,) = chunk_document(doc)

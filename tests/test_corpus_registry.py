@@ -79,7 +79,7 @@ def test_iter_corpus_reads_shipped_pubmedqa() -> None:
 
 def _copy_corpora(tmp_path: Path) -> Path:
     dest = tmp_path / "corpora"
-    shutil.copytree(CORPORA, dest, ignore=shutil.ignore_patterns("build.py", "__pycache__"))
+    shutil.copytree(CORPORA, dest, ignore=shutil.ignore_patterns("build.py", "__pycache__", "embeddings"))
     return dest
 
 

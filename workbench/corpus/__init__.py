@@ -16,6 +16,7 @@ from workbench.corpus.chunking import (
     chunk_document,
     chunk_documents,
     count_tokens_default,
+    passage_header,
     passage_text,
     split_sentences,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "parse_medquad",
     "parse_pdf",
     "parse_text",
+    "passage_header",
     "passage_text",
     "read_beir_jsonl",
     "read_documents",

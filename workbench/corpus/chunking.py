@@ -212,8 +212,14 @@ def chunk_document(
     max_tokens: int = 200,
     overlap: int = 40,
     count_tokens: TokenCounter | None = None,
+    header_in_budget: bool = False,
 ) -> list[Chunk]:
-    """Split ``doc`` into chunks of whole sentences within sections; see the module docstring for rules."""
+    """Split ``doc`` into chunks of whole sentences within sections; see the module docstring for rules.
+
+    With ``header_in_budget`` the title/section line that :func:`passage_text` puts before each
+    chunk counts against ``max_tokens`` too, so the whole passage fits a model's input (a header
+    that leaves fewer than ``max_tokens // 4`` tokens is allowed to overrun rather than starve the text).
+    """
     if max_tokens < 1:
         raise ConfigError(f"max_tokens must be at least 1 (got {max_tokens})")
     if not 0 <= overlap < max_tokens:
@@ -228,12 +234,17 @@ def chunk_document(
         sents = split_sentences(text, s_start, s_end)
         if not sents:
             continue
+        budget, shared = max_tokens, overlap
+        if header_in_budget:
+            head = passage_header(doc.title, name)
+            budget = max(max_tokens - (count(head) if head else 0), max(1, max_tokens // 4))
+            shared = min(overlap, budget - 1)
         counts = many([text[a:b] for a, b in sents]) if many else [count(text[a:b]) for a, b in sents]
-        for i, j in _pack(counts, max_tokens, overlap):
-            if j - i == 1 and counts[i] > max_tokens:
+        for i, j in _pack(counts, budget, shared):
+            if j - i == 1 and counts[i] > budget:
                 a, b = sents[i]
-                pieces, pcounts = _long_sentence_pieces(text, a, b, max_tokens, count)
-                for pi, pj in _pack(pcounts, max_tokens, overlap):
+                pieces, pcounts = _long_sentence_pieces(text, a, b, budget, count)
+                for pi, pj in _pack(pcounts, budget, shared):
                     spans.append((name, pieces[pi][0], pieces[pj - 1][1]))
             else:
                 spans.append((name, sents[i][0], sents[j - 1][1]))
@@ -262,15 +273,28 @@ def chunk_documents(
     max_tokens: int = 200,
     overlap: int = 40,
     count_tokens: TokenCounter | None = None,
+    header_in_budget: bool = False,
 ) -> Iterator[Chunk]:
     """Chunk a stream of documents lazily (see :func:`chunk_document`)."""
     for doc in docs:
-        yield from chunk_document(doc, max_tokens=max_tokens, overlap=overlap, count_tokens=count_tokens)
+        yield from chunk_document(
+            doc,
+            max_tokens=max_tokens,
+            overlap=overlap,
+            count_tokens=count_tokens,
+            header_in_budget=header_in_budget,
+        )
+
+
+def passage_header(title: str, section: str) -> str:
+    """The context line :func:`passage_text` puts before a chunk: title, and section when informative."""
+    head = title
+    if section and section not in ("Abstract", title):
+        head = f"{head} | {section}" if head else section
+    return head
 
 
 def passage_text(chunk: Chunk) -> str:
     """Text to embed or index for a chunk: its title and section name give the passage context."""
-    head = chunk.title
-    if chunk.section and chunk.section not in ("Abstract", chunk.title):
-        head = f"{head} | {chunk.section}" if head else chunk.section
+    head = passage_header(chunk.title, chunk.section)
     return f"{head}\n{chunk.text}" if head else chunk.text
