@@ -14,10 +14,11 @@ Every chunk satisfies ``doc.text[chunk.start:chunk.end] == chunk.text``.
 
 Token counts of a chunk are the sum of its sentences' counts. That equals counting the chunk's
 text for any counter that never merges across whitespace: the default (words, numbers and single
-punctuation marks) and BERT-style WordPiece tokenizers such as all-MiniLM-L6-v2's. Pass a counter
-that excludes special tokens, e.g. ``lambda s: len(tok(s, add_special_tokens=False)["input_ids"])``,
-and leave room for them in ``max_tokens``. One limit: a single run of letters/digits that alone
-exceeds the budget (never seen in the shipped corpora) stays one over-long chunk.
+punctuation marks) and BERT-style WordPiece tokenizers such as all-MiniLM-L6-v2's. For a model's
+real limit pass ``count_tokens=TokenizerCounter(tokenizer)`` (it excludes special tokens: leave
+room for them in ``max_tokens``; ``header_in_budget=True`` also reserves the title line).
+One limit: with a sub-word counter, a single run of letters/digits that alone exceeds the
+budget (never seen in the shipped corpora) stays one over-long chunk.
 """
 
 from __future__ import annotations
