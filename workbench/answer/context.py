@@ -133,36 +133,41 @@ def select_within_budget(
     """Pick the most relevant items that fit ``budget_tokens`` and number them from 1.
 
     Items are taken greedily by relevance; one that does not fit is skipped (never cut
-    mid-text) so a smaller, still relevant item can take its place. When both passages and
-    records compete, records get at most ``record_share`` of the budget until passages run out,
-    so a long record list cannot crowd out all evidence (and vice versa).
+    mid-text) so a smaller, still relevant item can take its place. When records compete with
+    passages, a first pass gives records at most ``record_share`` of the budget and passages
+    the rest, so neither can crowd the other out; a second pass hands what is left to the
+    remaining items by relevance.
     """
     ranked = sorted(enumerate(items), key=lambda p: (-p[1].relevance, p[0]))
     kinds = {it.kind for it in items}
     mixed = "record" in kinds and len(kinds) > 1
-    record_cap = int(budget_tokens * record_share) if mixed else budget_tokens
+    caps = {"record": int(budget_tokens * record_share)} if mixed else {}
+    other_cap = budget_tokens - caps.get("record", 0) if mixed else budget_tokens
+
+    def cost(it: ContextItem) -> int:
+        return (
+            estimate_tokens(it.header(deidentified=deidentified) + it.text_for(deidentified=deidentified)) + 4
+        )
+
     chosen: list[tuple[int, ContextItem]] = []
-    used = used_records = 0
-    deferred: list[tuple[int, ContextItem]] = []
+    taken: set[int] = set()
+    used = 0
+    used_by = {"record": 0, "other": 0}
     for pos, it in ranked:
-        cost = (
-            estimate_tokens(it.header(deidentified=deidentified) + it.text_for(deidentified=deidentified)) + 4
-        )
-        if used + cost > budget_tokens:
-            continue
-        if it.kind == "record" and used_records + cost > record_cap:
-            deferred.append((pos, it))
-            continue
-        chosen.append((pos, it))
-        used += cost
-        used_records += cost if it.kind == "record" else 0
-    for pos, it in deferred:  # room left after the evidence: let more records in
-        cost = (
-            estimate_tokens(it.header(deidentified=deidentified) + it.text_for(deidentified=deidentified)) + 4
-        )
-        if used + cost <= budget_tokens:
+        group = "record" if it.kind == "record" else "other"
+        cap = caps.get("record", budget_tokens) if group == "record" else other_cap
+        c = cost(it)
+        if used + c <= budget_tokens and used_by[group] + c <= cap:
             chosen.append((pos, it))
-            used += cost
+            taken.add(pos)
+            used += c
+            used_by[group] += c
+    for pos, it in ranked:  # leftovers, by relevance, whatever their kind
+        c = cost(it)
+        if pos not in taken and used + c <= budget_tokens:
+            chosen.append((pos, it))
+            taken.add(pos)
+            used += c
     # Passages first, then records, then note sentences; each group in relevance order, except
     # note sentences, which keep document order so a rewrite can follow the note.
     order = {"passage": 0, "record": 1, "note": 2}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import duckdb
+import numpy as np
 
 from workbench.answer.citations import Encoder, SupportScorer, verify_text
 from workbench.answer.context import ContextItem, item_from_hit, select_within_budget
@@ -33,9 +34,7 @@ Rules:
 class Retriever(Protocol):
     """The evidence index's search interface."""
 
-    def search(
-        self, query: str, *, k: int = 10, mode: str = "hybrid", filters: dict[str, Any] | None = None
-    ) -> list[Hit]: ...
+    def search(self, query: str, *, k: int = 10, mode: Any = "hybrid", filters: Any = None) -> list[Hit]: ...
 
 
 @dataclass(slots=True)
@@ -50,11 +49,41 @@ class PatientContext:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def default_encoder() -> Encoder:
-    """The bundled MiniLM embedder (loaded once per process)."""
-    from workbench.retrieval.embedder import load_embedder
+class CachedEncoder:
+    """Wraps an encoder with a bounded text -> vector cache.
 
-    return load_embedder()
+    Selection, ranking and verification embed the same sentences and passages several times
+    per answer; on a small CPU that repetition dominates the run time.
+    """
+
+    def __init__(self, inner: Encoder, *, max_items: int = 50_000) -> None:
+        self.inner = inner
+        self.max_items = max_items
+        self._cache: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            if len(self._cache) + len(missing) > self.max_items:
+                self._cache.clear()
+            for t, v in zip(missing, self.inner.encode(missing)):
+                self._cache[t] = np.asarray(v, dtype=np.float32)
+        if not texts:
+            return self.inner.encode([])
+        return np.stack([self._cache[t] for t in texts])
+
+
+_DEFAULT: CachedEncoder | None = None
+
+
+def default_encoder() -> Encoder:
+    """The bundled MiniLM embedder (loaded once per process), with a cache."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        from workbench.retrieval.embedder import load_embedder
+
+        _DEFAULT = CachedEncoder(load_embedder())
+    return _DEFAULT
 
 
 def _pseudonym(ws: Any, patient_id: str) -> str:

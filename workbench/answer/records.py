@@ -275,6 +275,7 @@ def lab_facts(
                 "category": category,
                 "change": change,
                 "previous_resource_id": str(prev.get("resource_id") or "") if prev else "",
+                "previous_value": float(prev["value_num"]) if prev else None,
                 "n_values": len(rs),
             }
         )

@@ -43,9 +43,9 @@ NO_ADVICE = "This does not diagnose and does not recommend treatment; discuss it
 def _load_index(index: Retriever | str | Path | None) -> Retriever:
     if index is not None and hasattr(index, "search"):
         return index  # type: ignore[return-value]
-    from workbench.retrieval import EvidenceIndex  # type: ignore[attr-defined]
+    from workbench.retrieval import EvidenceIndex
 
-    return EvidenceIndex.load(index)  # type: ignore[no-any-return]
+    return EvidenceIndex.load(index)
 
 
 def _patient(
@@ -68,7 +68,7 @@ def ask(
     offline: bool | None = None,
     stream: bool = True,
     on_token: Callable[[str], None] | None = None,
-    filters: dict[str, Any] | None = None,
+    filters: Any = None,
     client: Any | None = None,
 ) -> Answer:
     """Answer ``question`` from the evidence index (and a patient's records), with citations."""
@@ -213,17 +213,34 @@ def _end(sentence: str) -> str:
 
 
 def _question_for(fact: ContextItem) -> str:
+    """A question for the clinician that restates the fact it comes from (so it stays checkable)."""
     kind = fact.extra.get("fact_kind")
     name = fact.display or "this"
+    value = f"{fact.value:g}" if isinstance(fact.value, float) else str(fact.value or "")
+    unit = f" {fact.unit}" if fact.unit else ""
     if kind == "lab_abnormal":
-        return f"What does my {name} result being {FLAG_WORDS.get(fact.flag, 'abnormal')} mean, and should it be rechecked?"
+        word = FLAG_WORDS.get(fact.flag, "abnormal")
+        return (
+            f"My {name} was {value}{unit}, which is {word}: what does that mean, and should it be rechecked?"
+        )
     if kind == "lab_changing":
-        return f"Why has my {name} changed, and does the change matter?"
+        prev = fact.extra.get("previous_value")
+        moved = "up" if prev is not None and isinstance(fact.value, float) and fact.value > prev else "down"
+        was = f" from {prev:g}" if isinstance(prev, float) else ""
+        return f"My {name} went {moved}{was} to {value}{unit}: why, and does the change matter?"
+    body = _unlabelled(fact.text)
     if kind == "condition_active":
-        return f"How is my {name} doing, and what are the next steps for it?"
+        return f"My {name} is listed as active: how is it doing, and what are the next steps?"
     if kind == "medication_active":
-        return f"What is {name} for, and which side effects should I watch for?"
-    return f"Is there anything I should know about {name}?"
+        return f"My active medicine {name}: what is it for, and which side effects should I watch for?"
+    return f"Is there anything I should know about {body}?"
+
+
+def _unlabelled(text: str) -> str:
+    """A fact's wording without its record-type label ("Condition: ...") and final full stop."""
+    return re.sub(
+        r"^(Encounter|Condition|Medication|Procedure|Immunization|Allergy or intolerance): ", "", text
+    ).rstrip(".")
 
 
 def prepare_visit(
@@ -249,10 +266,14 @@ def prepare_visit(
     )
     last = encounters[-1] if encounters else None
     since = last.date if last else None
+    # Day-level: results of the last encounter are often stamped earlier that day than the visit.
     changed = [
         f
         for f in facts
-        if f.table != "encounters" and since is not None and f.date is not None and f.date >= since
+        if f.table != "encounters"
+        and since is not None
+        and f.date is not None
+        and f.date.date() >= since.date()
     ]
     changed.sort(key=lambda f: -f.relevance)
     changed = changed[:max_items]
@@ -276,16 +297,16 @@ def prepare_visit(
         out: list[str] = []
         for it in ctx:
             sec = it.extra.get("section")
+            body = _unlabelled(it.text)
+            label = {
+                "changed": "New or updated at that encounter or since",
+                "problem": "Open problem",
+                "medication": "Current medicine",
+            }.get(str(sec), "")
             if it.table == "encounters":
-                out.append(attach_citations(f"Your last encounter: {it.text.rstrip('.')}", [it.number]) + ".")
-            elif sec == "changed":
-                out.append(
-                    attach_citations(f"New or updated since then: {it.text.rstrip('.')}", [it.number]) + "."
-                )
-            elif sec == "problem":
-                out.append(attach_citations(f"Open problem: {it.text.rstrip('.')}", [it.number]) + ".")
-            elif sec == "medication":
-                out.append(attach_citations(f"Current medicine: {it.text.rstrip('.')}", [it.number]) + ".")
+                label = "Your last encounter"
+            if label:
+                out.append(attach_citations(f"{label}: {body}", [it.number]) + ".")
         asked = [
             it
             for it in ctx

@@ -70,7 +70,7 @@ def _default_index() -> Any:
     from workbench.errors import IndexMissing
 
     try:
-        from workbench.retrieval import EvidenceIndex  # type: ignore[attr-defined]
+        from workbench.retrieval import EvidenceIndex
 
         return EvidenceIndex.load(None)
     except (IndexMissing, ImportError):
