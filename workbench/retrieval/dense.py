@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import faiss
+import faiss as _faiss
 import numpy as np
 
 from workbench.errors import IndexCorrupt
+
+# faiss' bundled stubs lack SearchParametersHNSW and the `sel` keyword; use it untyped.
+faiss: Any = _faiss
 
 DenseKind = Literal["flat", "hnsw", "ivfpq"]
 
@@ -94,5 +97,7 @@ class DenseIndex:
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
-            raise IndexCorrupt(f"cannot read FAISS index {path}: {exc}; rebuild with `workbench index build`") from exc
+            raise IndexCorrupt(
+                f"cannot read FAISS index {path}: {exc}; rebuild with `workbench index build`"
+            ) from exc
         return cls(index, kind)
