@@ -144,8 +144,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     old = _passphrase()
     new = os.environ.get("WB_NEW_PASSPHRASE") or _prompt("New passphrase", confirm=True)
     ws = _open(args)  # proves the old passphrase before anything changes
-    keyring.rotate_passphrase(root, old, new, new_master=args.new_master)
-    ws.audit("key.rotate", new_master=bool(args.new_master))
+    ws.rotate_key(new, old_passphrase=old, new_master=args.new_master)
     ws.close()
     _out(args, {"rotated": True, "new_master": bool(args.new_master)}, ["passphrase rotated"])
     return 0

@@ -508,6 +508,20 @@ class Workspace:
             return None
         return crypto.decrypt_blob(self._cache_key(), blob, aad=f"cache:{key}")
 
+    # -- keys ----------------------------------------------------------------------------------
+    def rotate_key(
+        self, new_passphrase: str, *, old_passphrase: str | None = None, new_master: bool = False
+    ) -> None:
+        """Re-wrap the workspace keys under ``new_passphrase`` (one atomic keyring write), audited.
+
+        ``old_passphrase`` defaults to the cached master key of this process; ``new_master`` also
+        replaces the master key itself.
+        """
+        if self.role != "owner":
+            raise AccessDenied(f"role {self.role!r} may not rotate keys")
+        keyring.rotate_passphrase(self.root, old_passphrase, new_passphrase, new_master=new_master)
+        self.audit("key.rotate", new_master=new_master)
+
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
         """Release this workspace's share of the database (checkpointed when the last one goes)."""
