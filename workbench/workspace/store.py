@@ -585,6 +585,16 @@ def create_compartment(root: Path, master: bytes, name: str) -> None:
         private_dir(comp / sub)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _recover(ws: Workspace) -> None:
     """Finish work a killed process left: stale temp files, old db generations, pending erasures."""
     comp = ws.compartment_dir
@@ -596,9 +606,10 @@ def _recover(ws: Workspace) -> None:
     for p in comp.glob("records-*.duckdb*"):
         if p.name != current and not p.name.startswith(current + "."):
             remove(p)
-    # Temp spill files belong to dead processes only when no DuckDB in this process uses them.
-    if not any(k.startswith(os.path.realpath(comp)) for k in _INSTANCES):
-        for p in ws.tmp_dir.glob("duckdb_temp*"):
+    # Spill files are named duckdb_temp_<pid>_...: only those of dead processes are removed.
+    for p in ws.tmp_dir.glob("duckdb_temp_*"):
+        parts = p.name.split("_")
+        if len(parts) > 2 and parts[2].isdigit() and not _pid_alive(int(parts[2])):
             remove(p)
     pending = list(entry.get("pending_erasures", []))
     if pending and ws.role == "owner":
