@@ -100,34 +100,40 @@ def test_workspace_identifiers_cover_every_patient(workspace: Any) -> None:
     assert "Maribel Quintanilla" in values
 
 
-class ListRetriever:
-    def __init__(self, hits: list[Hit]) -> None:
-        self.hits = hits
+PASSAGES = {
+    "pmid-metformin": "Metformin lowered HbA1c by about one percentage point in adults with type 2 diabetes.",
+    "pmid-planted": INJECTION + " HbA1c and metformin are discussed here.",
+    "pmid-statin": "Statins lower LDL cholesterol and reduce cardiovascular events in people with diabetes.",
+}
 
-    def search(self, query: str, *, k: int = 10, mode: str = "hybrid", filters: Any = None) -> list[Hit]:
+
+def build_index(folder: Path, extra: dict[str, str] | None = None) -> Any:
+    """A real (FAISS + bm25s) evidence index of the passages above, one of them planted."""
+    from workbench.retrieval import EvidenceIndex
+    from workbench.types import Document
+
+    docs = [
+        Document(doc_id=d, title=f"Paper {d}", text=t, corpus="test", metadata={"pmid": d})
+        for d, t in {**PASSAGES, **(extra or {})}.items()
+    ]
+    return EvidenceIndex.build(docs, folder)
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return build_index(tmp_path_factory.mktemp("egress-index") / "index")
+
+
+class Recording:
+    """Wraps the real index and remembers the query it was asked (to check it was redacted)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.last_query = ""
+
+    def search(self, query: str, **kw: Any) -> list[Hit]:
         self.last_query = query
-        return self.hits[:k]
-
-
-def _hits(extra: str = "") -> list[Hit]:
-    texts = [
-        "Metformin lowered HbA1c by about one percentage point in adults with type 2 diabetes.",
-        INJECTION + extra,
-        "Statins lower LDL cholesterol and reduce cardiovascular events in people with diabetes.",
-    ]
-    return [
-        Hit(
-            chunk_id=f"c{i}",
-            doc_id=f"pmid:{i}",
-            score=1.0 - i / 10,
-            title=f"Paper {i}",
-            source="PubMed",
-            snippet="",
-            text=t,
-            metadata={"pmid": str(1000 + i)},
-        )
-        for i, t in enumerate(texts)
-    ]
+        return self.inner.search(query, **kw)
 
 
 def _settings(base_url: str, trusted: list[str] | None = None) -> Any:
@@ -142,11 +148,11 @@ def _settings(base_url: str, trusted: list[str] | None = None) -> Any:
 QUESTION = "Maribel Quintanilla (phone 555-201-7788, born 1961-04-17) asks: is her HbA1c of 7.4 worrying?"
 
 
-def test_untrusted_endpoint_receives_no_identifier(workspace: Any) -> None:
+def test_untrusted_endpoint_receives_no_identifier(workspace: Any, index: Any) -> None:
     with FakeLLMServer(lambda req: "Metformin lowers HbA1c [1]. The HbA1c result is high [4].") as srv:
         settings = _settings(srv.base_url)
         pctx = load_patient_context(workspace, "pat-0001", settings=settings)
-        retriever = ListRetriever(_hits())
+        retriever = Recording(index)
         answer = ask(QUESTION, index=retriever, patient=pctx, settings=settings)
         body = srv.raw_bodies[0].decode("utf-8")
     lowered = json.loads(body)["messages"][1]["content"].lower()
@@ -173,25 +179,25 @@ def test_untrusted_endpoint_receives_no_identifier(workspace: Any) -> None:
     assert "Maribel" not in json.dumps(events)
 
 
-def test_trusted_endpoint_receives_identifiable_context(workspace: Any) -> None:
+def test_trusted_endpoint_receives_identifiable_context(workspace: Any, index: Any) -> None:
     with FakeLLMServer(lambda req: "Metformin lowers HbA1c [1].") as srv:
         settings = _settings(srv.base_url, trusted=[srv.base_url])
-        ask(
-            QUESTION, index=ListRetriever(_hits()), patient="pat-0001", workspace=workspace, settings=settings
-        )
+        ask(QUESTION, index=index, patient="pat-0001", workspace=workspace, settings=settings)
         body = srv.raw_bodies[0].decode("utf-8")
     assert "Maribel Quintanilla" in body and "2024-03-05" in body
 
 
-def test_identifier_left_after_redaction_blocks_the_call(workspace: Any) -> None:
+def test_identifier_left_after_redaction_blocks_the_call(workspace: Any, tmp_path: Path) -> None:
     # A passage spelling the name with separators slips past redaction; the loose scan catches it.
-    hits = _hits(extra=" Contact Q.u.i.n.t.a.n.i.l.l.a now.")
+    spelled = build_index(
+        tmp_path / "index", {"pmid-spelled": "HbA1c of 7.4 is high. Contact Q.u.i.n.t.a.n.i.l.l.a now."}
+    )
     with FakeLLMServer() as srv:
         settings = _settings(srv.base_url)
         with pytest.raises(EgressBlocked) as err:
             ask(
                 "Is an HbA1c of 7.4 high?",
-                index=ListRetriever(hits),
+                index=spelled,
                 patient="pat-0001",
                 workspace=workspace,
                 settings=settings,
@@ -200,10 +206,10 @@ def test_identifier_left_after_redaction_blocks_the_call(workspace: Any) -> None
     assert "name" in str(err.value) and "uintanill" not in str(err.value)
 
 
-def test_offline_answer_ignores_injected_instructions(workspace: Any) -> None:
+def test_offline_answer_ignores_injected_instructions(workspace: Any, index: Any) -> None:
     answer = ask(
         "Does metformin lower HbA1c in type 2 diabetes?",
-        index=ListRetriever(_hits()),
+        index=index,
         patient="pat-0001",
         workspace=workspace,
         settings=get_settings(),
