@@ -159,6 +159,8 @@ def evaluate_aci(folder: Path) -> dict[str, Any]:
     occurrences = 0
     found_blind = 0
     found_known = 0
+    chars = redacted = 0
+    types: Counter[str] = Counter()
     t0 = time.perf_counter()
     for meta_path in sorted(folder.glob("*_metadata.csv")):
         notes_path = meta_path.with_name(meta_path.name.replace("_metadata", ""))
@@ -188,6 +190,10 @@ def evaluate_aci(folder: Path) -> dict[str, Any]:
                 ).spans
             ]
             found_blind += sum(covered(text, s, e, blind) for s, e in gold)
+            chars += len(text)
+            redacted += sum(s["end"] - s["start"] for s in blind)
+            for s in blind:
+                types[s["type"]] += 1
             found_known += sum(covered(text, s, e, known) for s, e in gold)
     return {
         "folder": str(folder),
@@ -195,6 +201,9 @@ def evaluate_aci(folder: Path) -> dict[str, Any]:
         "name_occurrences": occurrences,
         "recall_blind": round(found_blind / occurrences, 4) if occurrences else None,
         "recall_with_known_identifiers": round(found_known / occurrences, 4) if occurrences else None,
+        # How much of the notes the blind pass redacts (over-redaction costs readability).
+        "share_of_characters_redacted": round(redacted / chars, 4) if chars else None,
+        "spans_per_type": dict(types.most_common()),
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
@@ -236,7 +245,9 @@ def to_markdown(res: dict[str, Any]) -> str:
             "## ACI-BENCH patient names",
             "",
             f"{a['name_occurrences']} occurrences of patients' first/family names in {a['notes_with_names']} notes: "
-            f"recall {a['recall_blind']} without known identifiers, {a['recall_with_known_identifiers']} with them.",
+            f"recall {a['recall_blind']} without known identifiers, {a['recall_with_known_identifiers']} with them. "
+            f"The blind pass redacts {a['share_of_characters_redacted']:.1%} of the notes' characters; "
+            f"spans by type: {', '.join(f'{k} {v}' for k, v in a['spans_per_type'].items())}.",
         ]
     return "\n".join(lines) + "\n"
 

@@ -23,7 +23,7 @@ _CAP = r"(?:\p{Lu}[\p{L}\p{M}'’\-]*[\p{L}\p{M}]|\p{Lu})"
 _INITIAL = r"\p{Lu}\."
 _PARTICLE = r"(?:van|von|der|den|de|del|della|di|da|dos|das|du|le|la|bin|ibn|al|ter|ten|y)"
 # Up to four name words on one line: "Soib K. Kishiev", "Ludwig van Beethoven".
-NAME = rf"(?:{_CAP}|{_INITIAL})(?:[ \t]+(?:{_CAP}|{_INITIAL}|{_PARTICLE}(?=[ \t]+\p{{Lu}}))){{0,3}}"
+NAME = rf"(?:{_CAP}|{_INITIAL})(?:[ \t]+(?:{_CAP}|{_INITIAL}|{_PARTICLE}(?=[ \t]+(?:\p{{Lu}}|{_PARTICLE}[ \t]+\p{{Lu}})))){{0,3}}"
 
 # Capitalised words that start sentences or label things, never names on their own.
 NOT_NAMES = frozenset(
@@ -224,6 +224,14 @@ _RELATIONS = (
 )
 
 PERSON_RULES: list[Rule] = [
+    # A text that opens with a name on its own line: a letter head, a signature, a contact card.
+    Rule(
+        "PERSON",
+        rf"\A[ \t>]*(?P<n>{_CAP}(?:[ \t]+(?:{_CAP}|{_INITIAL}|{_PARTICLE})){{1,3}})[ \t]*$",
+        0.6,
+        "n",
+        validate=lambda v: _is_name(v) and not v.isupper(),
+    ),
     # Titles: "Mrs. Barbara Yudina", "Dr Chen".
     Rule(
         "PERSON",
@@ -238,7 +246,7 @@ PERSON_RULES: list[Rule] = [
     Rule(
         "PERSON",
         rf"(?i:\b(?:i[ \t]+am|i'm|i’m|this[ \t]+is|it'?s|call[ \t]+me|called|named|known[ \t]+as|"
-        rf"aka|signed|sincerely|regards|dear|hi|hello|hey|attn|attention|contact|cc|"
+        rf"aka|signed|sincerely|regards|dear|hi|hello|hey|attn|attention|contact|cc|add|under|by|"
         rf"seen[ \t]+by|referred[ \t]+by|accompanied[ \t]+by|"
         rf"(?:my|his|her|their|your|our|the[ \t]+patient'?s)[ \t]+(?:{_RELATIONS}))\b),?[ \t]+(?P<n>{NAME})",
         0.7,
@@ -338,8 +346,8 @@ DATE_RULES: list[Rule] = [
     ),
     # 7/14/1995, 14.07.95, 14-07-1995
     Rule("DATE_TIME", r"(?<![\d/.-])\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})(?![\d/-]|\.\d)", 0.75),
-    # 7/14 and 07/2019
-    Rule("DATE_TIME", r"(?<![\d/.])(?:\d{1,2}/\d{1,2}|\d{1,2}/\d{4})(?![\d/])", 0.5),
+    # 07/2019 (a bare "4/5" is more often a strength grade or a ratio than a date)
+    Rule("DATE_TIME", r"(?<![\d/.])\d{1,2}/(?:19|20)\d{2}(?![\d/])", 0.5),
     # 14 July 1995, 14th of July, July 14, 1995, Jul 14th, July 1995
     Rule(
         "DATE_TIME",
@@ -607,9 +615,9 @@ _NOT_PERSON_LABELS = frozenset(
 
 _NAME_BEFORE = frozenset(
     """, and & or by with to from for under me named called call add tell told said says asked dear hi
-    hello thanks : " “ ( meet met visited is was unlike""".split()
+    hello thanks " “ ( meet met visited is was unlike""".split()
 )
-_NAME_AFTER = frozenset(""", and & or 's ’s : " ” )""".split())
+_NAME_AFTER = frozenset(""", and & or 's ’s " ” )""".split())
 
 
 class ProperNameRecognizer(EntityRecognizer):

@@ -95,6 +95,8 @@ TABLE_RULES: dict[str, dict[str, str]] = {
         "postal_code": "zip3",
         "country": "keep",
         "language": "keep",
+        # Holds deceasedDateTime text as often as a flag; the shifted deceased_date says the same.
+        "deceased": "drop",
     },
     "encounters": {
         "resource_id": "pseudonym:encounter",
@@ -125,6 +127,7 @@ TABLE_RULES: dict[str, dict[str, str]] = {
     },
     "medications": {
         "encounter_id": "pseudonym:encounter",
+        "medication_ref": "pseudonym:resource",
         "authored": "date",
         "dosage_text": "free_text",
     },
@@ -166,10 +169,56 @@ TABLE_RULES: dict[str, dict[str, str]] = {
         # Apple Health device names are often "<first name>'s iPhone".
         "device": "drop",
         "source_name": "drop",
+        "original_value": "keep",
+        "original_unit": "keep",
+        "type_identifier": "keep",
     },
-    "workouts": {"start": "date", "end": "date", "device": "drop", "source_name": "drop"},
-    "activity_summaries": {"date": "date"},
-    "nutrition": {"date": "date"},
+    "workouts": {
+        "start": "date",
+        "end": "date",
+        "activity": "keep",
+        "device": "drop",
+        "source_name": "drop",
+    },
+    "activity_summaries": {
+        "date": "date",
+        **{
+            c: "keep"
+            for c in (
+                "active_energy_kcal",
+                "active_energy_goal_kcal",
+                "exercise_min",
+                "exercise_goal_min",
+                "stand_hours",
+                "stand_goal_hours",
+            )
+        },
+    },
+    "nutrition": {
+        "date": "date",
+        "note": "free_text",
+        **{
+            c: "keep"
+            for c in (
+                "fat_g",
+                "saturated_fat_g",
+                "polyunsaturated_fat_g",
+                "monounsaturated_fat_g",
+                "trans_fat_g",
+                "cholesterol_mg",
+                "sodium_mg",
+                "potassium_mg",
+                "carbohydrates_g",
+                "fiber_g",
+                "sugar_g",
+                "protein_g",
+                "vitamin_a_pct",
+                "vitamin_c_pct",
+                "calcium_pct",
+                "iron_pct",
+            )
+        },
+    },
     "import_log": {
         "sha256": "drop",
         "started": "drop",

@@ -202,14 +202,24 @@ _HEADING_WORDS = frozenset(
 )
 
 
+# A label followed by a quote is a speaker ("Alice: \"Who are you?\""), which stays a name.
+_LABEL = re.compile(r"[ \t]*:(?![ \t]*[\"“])")
+_BULLETS = re.compile(r"[\s•*>·\-]*")
+
+
 def _is_identifying(text: str, result: Any) -> bool:
     """Drop relative dates and note headings: they point at no day and no person."""
     value = text[result.start : result.end]
     if result.entity_type == "DATE_TIME":
         return _DATE_ANCHOR.search(value) is not None
-    if result.entity_type in {"PERSON", "LOCATION", "ORGANIZATION"} and value.isupper():
-        words = re.findall(r"[A-Za-z]+", value.casefold())
-        if words and any(w in _HEADING_WORDS for w in words):
+    if result.entity_type in {"PERSON", "LOCATION", "ORGANIZATION"}:
+        if value.isupper():
+            words = re.findall(r"[A-Za-z]+", value.casefold())
+            if words and any(w in _HEADING_WORDS for w in words):
+                return False
+        # "• Musculoskeletal: ..." - a label opening its line is a heading, not a name.
+        line_start = text.rfind("\n", 0, result.start) + 1
+        if _LABEL.match(text, result.end) and _BULLETS.fullmatch(text, line_start, result.start):
             return False
     return True
 
