@@ -34,8 +34,10 @@ def _new_index(kind: DenseKind, dim: int, train: np.ndarray) -> faiss.Index:
         n = len(train)
         nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), n // 39 or 1))
         m = next(m for m in (48, 32, 24, 16, 12, 8, 6, 4, 3, 2, 1) if dim % m == 0)
+        # PQ codebooks need at least 2**nbits training points; small corpora get coarser codes
+        nbits = max(1, min(8, int(math.log2(max(n, 2)))))
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
         index.train(train)
         index.nprobe = min(nlist, 16)
         return index

@@ -1,0 +1,246 @@
+"""The evidence index end to end: real model, real FAISS, real bm25s, real files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.errors import IndexCorrupt, IndexMissing, ModelMismatch, UnknownCorpus
+from workbench.retrieval import EmbeddingCache, EvidenceIndex, SearchFilters, load_embedder
+from workbench.types import Document, Section
+
+DOCS = [
+    (
+        "d1",
+        "Statins lower LDL cholesterol",
+        "Statin therapy lowers LDL cholesterol and reduces cardiovascular events in adults.",
+        2015,
+        ["Randomized Controlled Trial"],
+        "pubmed",
+    ),
+    (
+        "d2",
+        "Metformin in type 2 diabetes",
+        "Metformin is the first-line drug for type 2 diabetes and lowers HbA1c.",
+        2018,
+        ["Review"],
+        "pubmed",
+    ),
+    (
+        "d3",
+        "Vitamin D and fractures",
+        "Vitamin D supplementation alone did not reduce hip fractures in older adults.",
+        2019,
+        ["Meta-Analysis"],
+        "pubmed",
+    ),
+    (
+        "d4",
+        "Blood pressure targets",
+        "Intensive blood pressure control below 120 mmHg reduced cardiovascular events.",
+        2015,
+        ["Randomized Controlled Trial"],
+        "pubmed",
+    ),
+    (
+        "d5",
+        "Influenza vaccination",
+        "Annual influenza vaccination lowers the risk of hospitalisation in older adults.",
+        2012,
+        ["Review"],
+        "pubmed",
+    ),
+    (
+        "g1",
+        "High blood pressure",
+        "High blood pressure has no symptoms. Reduce salt, exercise, and take medicines as prescribed.",
+        None,
+        [],
+        "guide",
+    ),
+    (
+        "g2",
+        "Diabetes self-care",
+        "People with diabetes should check blood sugar and keep HbA1c near their target.",
+        None,
+        [],
+        "guide",
+    ),
+]
+
+
+def make_docs() -> list[Document]:
+    out = []
+    for doc_id, title, text, year, ptypes, corpus in DOCS:
+        out.append(
+            Document(
+                doc_id=doc_id,
+                title=title,
+                text=text,
+                corpus=corpus,
+                source_kind="abstract" if corpus == "pubmed" else "guideline",
+                sections=[Section("Abstract", 0, len(text))],
+                metadata={
+                    "year": year,
+                    "publication_types": ptypes,
+                    "pmid": doc_id if corpus == "pubmed" else None,
+                },
+            )
+        )
+    return out
+
+
+@pytest.fixture(scope="session")
+def built_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("idx") / "index"
+    EvidenceIndex.build(make_docs(), folder, embedder=load_embedder())
+    return folder
+
+
+@pytest.fixture
+def index_dir(built_index: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "index"
+    shutil.copytree(built_index, dest)
+    return dest
+
+
+def test_round_trip_and_modes(index_dir: Path) -> None:
+    index = EvidenceIndex.load(index_dir)
+    assert len(index) == len(DOCS)
+    for mode in ("hybrid", "dense", "bm25"):
+        hits = index.search("does metformin lower HbA1c in type 2 diabetes", k=3, mode=mode)  # type: ignore[arg-type]
+        assert hits, mode
+        assert hits[0].doc_id == "d2", (mode, [h.doc_id for h in hits])
+    hit = index.search("statins LDL", k=1)[0]
+    assert hit.text == DOCS[0][2]
+    assert hit.source == "https://pubmed.ncbi.nlm.nih.gov/d1/"
+    assert hit.snippet and hit.chunk_id.startswith("d1#")
+
+
+def test_manifest_records_model_and_counts(index_dir: Path) -> None:
+    info = EvidenceIndex.load(index_dir).info()
+    assert info["model"]["dimension"] == 384
+    assert info["counts"]["documents"] == len(DOCS)
+    assert set(info["corpora"]) == {"pubmed", "guide"}
+    assert set(info["files"]) == {"chunks.parquet", "vectors.npy", "dense.faiss", "tokens.jsonl"}
+    assert "faiss-cpu" in info["versions"]
+
+
+def test_filters(index_dir: Path) -> None:
+    index = EvidenceIndex.load(index_dir)
+    q = "blood pressure"
+    assert {h.corpus for h in index.search(q, k=10, filters=SearchFilters(corpora=["guide"]))} == {"guide"}
+    years = [h.metadata.get("year") for h in index.search(q, k=10, filters=SearchFilters(year_min=2016))]
+    assert years and all(y is not None and y >= 2016 for y in years)
+    rct = index.search(q, k=10, filters=SearchFilters(publication_types=["randomized controlled trial"]))
+    assert {h.doc_id for h in rct} <= {"d1", "d4"} and rct
+    kinds = {h.source_kind for h in index.search(q, k=10, filters=SearchFilters(source_kinds=["guideline"]))}
+    assert kinds == {"guideline"}
+    assert index.search(q, k=10, filters=SearchFilters(year_min=2030)) == []
+    with pytest.raises(UnknownCorpus, match="nosuch"):
+        index.search(q, filters=SearchFilters(corpora=["nosuch"]))
+
+
+def test_add_and_delete_without_rebuild(index_dir: Path) -> None:
+    index = EvidenceIndex.load(index_dir)
+    vectors_before = index.vectors.copy()
+    new = Document(
+        doc_id="n1",
+        title="Aspirin and colorectal cancer",
+        text="Daily aspirin reduced colorectal cancer incidence after ten years.",
+        corpus="pubmed",
+        metadata={"year": 2020},
+    )
+    assert index.add_documents([new]) >= 1
+    # old vectors untouched: nothing was re-encoded
+    np.testing.assert_array_equal(index.vectors[: len(vectors_before)], vectors_before)
+    assert EvidenceIndex.load(index_dir).search("aspirin colorectal cancer", k=1)[0].doc_id == "n1"
+
+    assert index.delete_documents(["d2"]) >= 1
+    reloaded = EvidenceIndex.load(index_dir)
+    for mode in ("hybrid", "dense", "bm25"):
+        ids = [h.doc_id for h in reloaded.search("metformin diabetes HbA1c", k=10, mode=mode)]  # type: ignore[arg-type]
+        assert "d2" not in ids
+    assert reloaded.info()["deleted_chunks"] >= 1
+    # re-adding a document replaces it rather than duplicating it
+    index.add_documents([new])
+    assert [h.doc_id for h in EvidenceIndex.load(index_dir).search("aspirin", k=10)].count("n1") == 1
+
+
+def test_missing_partial_and_corrupt(index_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(IndexMissing):
+        EvidenceIndex.load(tmp_path / "nowhere")
+    broken = tmp_path / "broken"
+    shutil.copytree(index_dir, broken)
+    (broken / "vectors.npy").write_bytes((broken / "vectors.npy").read_bytes()[:-64])
+    with pytest.raises(IndexCorrupt, match="checksum"):
+        EvidenceIndex.load(broken)
+    partial = tmp_path / "partial"
+    shutil.copytree(index_dir, partial)
+    (partial / "manifest.json").unlink()
+    with pytest.raises(IndexCorrupt, match="did not finish"):
+        EvidenceIndex.load(partial)
+    missing = tmp_path / "missing"
+    shutil.copytree(index_dir, missing)
+    (missing / "dense.faiss").unlink()
+    with pytest.raises(IndexCorrupt, match="partial"):
+        EvidenceIndex.load(missing)
+
+
+def test_model_mismatch(index_dir: Path) -> None:
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    manifest["model"]["fingerprint"] = "0000000000000000"
+    (index_dir / "manifest.json").write_text(json.dumps(manifest))
+    index = EvidenceIndex.load(index_dir)
+    assert index.search("statins", k=1, mode="bm25")  # sparse search needs no model
+    with pytest.raises(ModelMismatch, match="fingerprint"):
+        index.search("statins", k=1, mode="dense")
+    manifest["model"]["dimension"] = 768
+    (index_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelMismatch):
+        EvidenceIndex.load(index_dir)
+
+
+def test_embedding_cache_reproduces_fresh_vectors(tmp_path: Path) -> None:
+    emb = load_embedder()
+    texts = [
+        "Statins lower LDL cholesterol.",
+        "Metformin lowers HbA1c.",
+        "Influenza vaccination in older adults.",
+    ]
+    cache = EmbeddingCache(emb.fingerprint)
+    fresh = cache.encode(emb, texts)
+    assert (cache.hits, cache.misses) == (0, 3)
+    cache.save(tmp_path)
+    again = EmbeddingCache.load(tmp_path, emb.fingerprint)
+    cached = again.encode(emb, texts[:2] + ["A new passage about aspirin."])
+    assert (again.hits, again.misses) == (2, 1)
+    cos = (cached[:2] * fresh[:2]).sum(axis=1)
+    assert np.all(cos > 0.9999)
+    # a tampered cache file is refused
+    path = EmbeddingCache.path_for(tmp_path, emb.fingerprint)
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(IndexCorrupt):
+        EmbeddingCache.load(tmp_path, emb.fingerprint)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_dense_index_types_and_mask(kind: str) -> None:
+    from workbench.retrieval.dense import DenseIndex
+
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(2000, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    dense = DenseIndex.build(vecs, kind)  # type: ignore[arg-type]
+    q = vecs[42] + 0.05 * rng.normal(size=384).astype(np.float32)
+    rows, scores = dense.search(q, 5)
+    assert rows[0] == 42
+    assert np.all(np.diff(scores) <= 1e-5)
+    mask = np.ones(len(vecs), dtype=bool)
+    mask[42] = False
+    masked, _ = dense.search(q, 5, mask=mask)
+    assert 42 not in set(masked.tolist()) and len(masked) > 0
