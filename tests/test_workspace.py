@@ -60,6 +60,16 @@ def test_database_files_and_copies_are_encrypted(tmp_path: Path) -> None:
         duckdb.connect(str(db)).execute("SELECT * FROM patients").fetchall()
 
 
+def test_wal_is_encrypted(tmp_path: Path) -> None:
+    ws = open_workspace(tmp_path / "ws")
+    src, sha = _source(tmp_path)
+    _add_rows(ws, ws.register_source(src, kind="fhir", sha256=sha))
+    wal = ws.db_path.with_name(ws.db_path.name + ".wal")
+    assert wal.exists() and wal.stat().st_size > 0  # rows not yet checkpointed live in the WAL
+    data = wal.read_bytes()
+    assert b"Zyxplaintext" not in data and b"Qwertyname" not in data
+
+
 def test_modes_are_private(tmp_path: Path) -> None:
     ws = open_workspace(tmp_path / "ws")
     src, sha = _source(tmp_path)

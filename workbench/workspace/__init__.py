@@ -7,6 +7,7 @@ compartments, governed by a consent ledger, traced by a tamper-evident audit tra
 from workbench.workspace.audit import AuditReport, AuditTrail
 from workbench.workspace.consent import ConsentLedger
 from workbench.workspace.erasure import erase_source, verify_erasure
+from workbench.workspace.export import export_compartment, fhir_bundles
 from workbench.workspace.memory import ConversationMemory, MemoryEntry
 from workbench.workspace.retention import apply_retention, get_retention, set_retention
 from workbench.workspace.store import Workspace, open_workspace
@@ -20,6 +21,8 @@ __all__ = [
     "Workspace",
     "apply_retention",
     "erase_source",
+    "export_compartment",
+    "fhir_bundles",
     "get_retention",
     "open_workspace",
     "set_retention",

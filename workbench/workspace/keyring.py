@@ -7,6 +7,8 @@ The derived master key is cached in this process's memory only, so reopening is 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import threading
@@ -26,6 +28,9 @@ FORMAT = "workbench-keyring"
 VERSION = 1
 
 _MASTER_CACHE: dict[str, bytes] = {}
+#: HMAC(master, passphrase) of passphrases already proven in this process: a repeated open with
+#: the same passphrase (e.g. from WB_PASSPHRASE) skips the KDF without weakening the check.
+_PROVEN: dict[str, bytes] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -96,6 +101,7 @@ def create(root: Path, passphrase: str) -> bytes:
         save(root, data)
     with _CACHE_LOCK:
         _MASTER_CACHE[_cache_key(root, data)] = master
+        _PROVEN[_cache_key(root, data)] = _proof(master, passphrase)
     return master
 
 
@@ -104,8 +110,12 @@ def unlock(root: Path, data: dict[str, Any], passphrase: str | None) -> bytes:
     ck = _cache_key(root, data)
     with _CACHE_LOCK:
         cached = _MASTER_CACHE.get(ck)
+        proven = _PROVEN.get(ck)
     if cached is not None and passphrase is None:
         return cached
+    if cached is not None and passphrase is not None and proven is not None:
+        if hmac.compare_digest(proven, _proof(cached, passphrase)):
+            return cached
     if passphrase is None:
         raise WorkspaceError(
             f"{root}: the workspace is locked; set WB_PASSPHRASE or pass passphrase= (the CLI prompts)"
@@ -120,7 +130,12 @@ def unlock(root: Path, data: dict[str, Any], passphrase: str | None) -> bytes:
         raise WrongPassphrase(f"{root}: key-check value mismatch; nothing was changed")
     with _CACHE_LOCK:
         _MASTER_CACHE[ck] = master
+        _PROVEN[ck] = _proof(master, passphrase)
     return master
+
+
+def _proof(master: bytes, passphrase: str) -> bytes:
+    return hmac.new(master, b"passphrase-proof\x00" + passphrase.encode(), hashlib.sha256).digest()
 
 
 def is_cached(root: Path, data: dict[str, Any]) -> bool:
@@ -133,6 +148,7 @@ def forget_cached_keys() -> None:
     """Drop every cached master key (tests; a 'lock now' button)."""
     with _CACHE_LOCK:
         _MASTER_CACHE.clear()
+        _PROVEN.clear()
 
 
 def rotate_passphrase(root: Path, old: str | None, new: str, *, new_master: bool = False) -> None:
@@ -160,5 +176,6 @@ def rotate_passphrase(root: Path, old: str | None, new: str, *, new_master: bool
         data["rotated"] = time.time()
         with _CACHE_LOCK:
             _MASTER_CACHE[_cache_key(root, data)] = master
+            _PROVEN[_cache_key(root, data)] = _proof(master, new)
 
     update(root, change)
