@@ -250,3 +250,28 @@ def test_first_value_matches_full_path() -> None:
         for d in docs:
             vals = full(d)
             assert first(d) == (vals[0] if vals else None), (path, d)
+
+
+def test_parallel_workers_store_the_same_rows(tmp_path: Path) -> None:
+    def snapshot(ws) -> dict[str, list[tuple]]:
+        con = ws.connect()
+        try:
+            out = {}
+            for table in RECORD_TABLES:
+                cols = [
+                    r[0]
+                    for r in con.execute(f"DESCRIBE {table}").fetchall()
+                    if r[0] not in ("import_id", "source_id")
+                ]
+                sel = ", ".join(f'"{c}"' for c in cols)
+                out[table] = con.execute(f"SELECT {sel} FROM {table} ORDER BY ALL").fetchall()
+            return out
+        finally:
+            con.close()
+
+    serial = open_workspace(tmp_path / "serial")
+    parallel = open_workspace(tmp_path / "parallel")
+    r1 = import_paths(serial, [FHIR / "bundles"], workers=1)
+    r2 = import_paths(parallel, [FHIR / "bundles"], workers=2, txn_rows=1)
+    assert r1.resources == r2.resources and r1.unknown_types == r2.unknown_types
+    assert snapshot(serial) == snapshot(parallel)

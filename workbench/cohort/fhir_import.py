@@ -230,8 +230,8 @@ class TxnBuffer:
         con.execute("BEGIN TRANSACTION")
         try:
             self.write_pending()
-            for report, started in self.logs:
-                import_log_row(con, report, import_id=self.import_id, started=started)
+            if self.logs:
+                import_log_rows(con, self.logs, import_id=self.import_id)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -435,6 +435,26 @@ def import_bundle(
     strict: bool = False,
 ) -> None:
     """Import one Bundle (or single-resource JSON) file; each patient all or nothing."""
+    queue_patients(parse_bundle(path, report, flattener, strict=strict), report, buffer)
+
+
+def queue_patients(groups: dict[str, Batch], report: FileReport, buffer: TxnBuffer) -> None:
+    """Queue a parsed bundle's complete patients for writing; set the file's status."""
+    for batch in groups.values():
+        buffer.add(batch, report)
+        buffer.maybe_flush()
+    if report.errors:
+        report.status = "partial" if groups else "failed"
+
+
+def parse_bundle(
+    path: Path, report: FileReport, flattener: Flattener, *, strict: bool = False
+) -> dict[str, Batch]:
+    """Read and flatten one bundle file (no database): the rows of every patient that passed.
+
+    Problems go to ``report`` (errors, unknown types, duplicates); a patient with a bad
+    resource is left out whole. Runs in worker processes for parallel imports.
+    """
     file = report.file
     try:
         doc = orjson.loads(_read_bytes(path))
@@ -518,16 +538,21 @@ def import_bundle(
         except (SpecValueError, UnitError) as exc:
             _charge(_err(file, rtype, rid, str(exc)), pid, only_patient, failed, report, strict)
     del entries
+    return {pid: batch for pid, batch in groups.items() if pid not in failed}
 
-    written = 0
-    for pid, batch in groups.items():
-        if pid in failed:
-            continue
-        written += 1
-        buffer.add(batch, report)
-        buffer.maybe_flush()
-    if report.errors:
-        report.status = "partial" if written else "failed"
+
+_WORKER_FLATTENER: Flattener | None = None
+
+
+def parse_bundle_job(job: tuple[str, str, str, bool]) -> tuple[dict[str, Batch], FileReport]:
+    """Worker-process entry: parse one bundle, return its patients and a report of problems."""
+    global _WORKER_FLATTENER
+    if _WORKER_FLATTENER is None:
+        _WORKER_FLATTENER = Flattener()
+    path, file, kind, strict = job
+    report = FileReport(file=file, kind=kind)
+    groups = parse_bundle(Path(path), report, _WORKER_FLATTENER, strict=strict)
+    return groups, report
 
 
 def _charge(
@@ -659,33 +684,63 @@ def _line_error(report: FileReport, exc: RecordFormatError, strict: bool) -> Non
     report.add_error(exc)
 
 
-def import_log_row(
-    con: duckdb.DuckDBPyConnection, report: FileReport, *, import_id: str, started: datetime
+def import_log_rows(
+    con: duckdb.DuckDBPyConnection, logs: list[tuple[FileReport, datetime]], *, import_id: str
 ) -> None:
-    """Record the outcome of one file in ``import_log`` (metadata only)."""
-    counts = {
-        "resources": dict(report.resources),
-        "rows": dict(report.rows),
-        "duplicates": report.duplicates,
-        "patients": report.patients,
-    }
-    # error messages name file, resource type/id and line; never resource content
-    con.execute(
-        "INSERT INTO import_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            import_id,
-            report.source_id,
-            report.file,
-            report.sha256,
-            report.kind,
-            started,
-            utcnow(),
-            report.status,
-            orjson.dumps(counts).decode(),
-            orjson.dumps(dict(report.unknown_types)).decode(),
-            orjson.dumps(report.errors).decode(),
-        ],
+    """Record the outcome of finished files in ``import_log`` (metadata only), one insert for all."""
+    now = utcnow()
+    cols: dict[str, list[Any]] = {k: [] for k in _LOG_COLUMNS}
+    for report, started in logs:
+        counts = {
+            "resources": dict(report.resources),
+            "rows": dict(report.rows),
+            "duplicates": report.duplicates,
+            "patients": report.patients,
+        }
+        # error messages name file, resource type/id and line; never resource content
+        for k, v in zip(
+            _LOG_COLUMNS,
+            (
+                import_id,
+                report.source_id,
+                report.file,
+                report.sha256,
+                report.kind,
+                started,
+                now,
+                report.status,
+                orjson.dumps(counts).decode(),
+                orjson.dumps(dict(report.unknown_types)).decode(),
+                orjson.dumps(report.errors).decode(),
+            ),
+        ):
+            cols[k].append(v)
+    tbl = pa.table(
+        {
+            k: pa.array(v, pa.timestamp("us") if k in ("started", "finished") else pa.string())
+            for k, v in cols.items()
+        }
     )
+    con.register("wb_log", tbl)
+    try:
+        con.execute("INSERT INTO import_log BY NAME SELECT * FROM wb_log")
+    finally:
+        con.unregister("wb_log")
+
+
+_LOG_COLUMNS = (
+    "import_id",
+    "source_id",
+    "source_file",
+    "sha256",
+    "kind",
+    "started",
+    "finished",
+    "status",
+    "counts",
+    "unknown_types",
+    "errors",
+)
 
 
 __all__ = [
@@ -697,7 +752,7 @@ __all__ = [
     "TxnBuffer",
     "already_imported",
     "import_bundle",
-    "import_log_row",
+    "import_log_rows",
     "import_ndjson",
     "sha256_file",
 ]

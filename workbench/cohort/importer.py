@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import multiprocessing
+import os
 import uuid
 import zipfile
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +204,7 @@ def import_paths(
     con: duckdb.DuckDBPyConnection | None = None,
     progress: Callable[[FileReport], None] | None = None,
     txn_rows: int = 20_000,
+    workers: int | None = None,
 ) -> ImportResult:
     """Import every records file under ``paths`` into the workspace; see the module docstring.
 
@@ -210,9 +213,15 @@ def import_paths(
     resources are skipped or roll back their patient (see :mod:`fhir_import`) and reported.
     ``txn_rows`` is how many rows of whole patients share one transaction (1: a transaction
     per patient); every patient is stored completely or not at all either way.
+    ``workers`` processes read and flatten bundles in parallel while this process writes
+    (default: up to 4 when there are many bundles and more than one CPU; 1 = no workers).
     """
     own = con is None
     con = ws.connect() if con is None else con
+    # DuckDB keeps every block it wrote cached up to its memory limit (80% of RAM by default),
+    # so RSS would grow with the database; a cap for the import keeps memory flat.
+    old_limit = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    con.execute(f"SET memory_limit = '{int(IMPORT_MEMORY_LIMIT_MB)}MB'")
     try:
         ensure_schema(con)
         result = ImportResult(import_id=f"imp-{uuid.uuid4().hex[:16]}")
@@ -233,9 +242,14 @@ def import_paths(
                     if not pending:
                         continue
                     source_id = _register(ws, Path(arg), kind, group)
-                    for path, report in pending:
+                    for _path, report in pending:
                         report.source_id = source_id
                         sources.setdefault(source_id, []).append(report)
+                    n_workers = _workers(workers, len(pending))
+                    if kind == "fhir_bundle" and n_workers > 1:
+                        _import_bundles_parallel(pending, buffer, strict, n_workers)
+                        continue
+                    for path, report in pending:
                         _import_one(con, path, report, result.import_id, flattener, buffer, strict, person)
         finally:
             buffer.flush()  # whole patients queued so far, and the log of every finished file
@@ -247,8 +261,70 @@ def import_paths(
                 _audit(ws, source_id, reports, result.import_id)
         return result
     finally:
+        if old_limit:
+            con.execute(f"SET memory_limit = '{old_limit[0]}'")
         if own:
             con.close()
+
+
+#: DuckDB memory cap while importing (MB); see :func:`import_paths`.
+IMPORT_MEMORY_LIMIT_MB = 192
+
+#: Bundles below this count are not worth starting worker processes for (auto mode).
+PARALLEL_MIN_FILES = 16
+
+
+def _workers(requested: int | None, n_files: int) -> int:
+    if requested is not None:
+        return max(1, requested) if n_files > 1 else 1
+    if n_files < PARALLEL_MIN_FILES:
+        return 1
+    # Workers only pay where CPUs are idle: on a busy machine they just compete with the writer.
+    cpus = os.cpu_count() or 1
+    spare = cpus - os.getloadavg()[0]
+    return min(4, int(spare) - 1) if spare >= 3 else 1
+
+
+def _import_bundles_parallel(
+    pending: list[tuple[Path, FileReport]], buffer: TxnBuffer, strict: bool, workers: int
+) -> None:
+    """Workers parse and flatten bundles; this process queues whole patients and writes.
+
+    At most two bundles per worker are in flight, so memory stays bounded however many
+    files there are; results are taken in file order, so the outcome equals a serial import.
+    """
+    ctx = multiprocessing.get_context("spawn")  # no fork: the parent holds DuckDB threads
+    with ctx.Pool(workers) as pool:
+        inflight: deque[tuple[FileReport, Any, Any]] = deque()
+        todo = iter(pending)
+
+        def submit() -> None:
+            nxt = next(todo, None)
+            if nxt is not None:
+                path, rep = nxt
+                job = (str(path), rep.file, rep.kind, strict)
+                inflight.append((rep, utcnow(), pool.apply_async(fhir_import.parse_bundle_job, (job,))))
+
+        for _ in range(2 * workers):
+            submit()
+        while inflight:
+            report, started, fut = inflight.popleft()
+            submit()
+            try:
+                groups, parsed = fut.get()
+            except RecordFormatError as exc:
+                report.status = "failed"
+                report.add_error(exc)
+                buffer.finish_file(report, started)
+                if strict:
+                    raise
+                continue
+            report.unknown_types.update(parsed.unknown_types)
+            report.duplicates += parsed.duplicates
+            report.errors.extend(parsed.errors)
+            fhir_import.queue_patients(groups, report, buffer)
+            buffer.finish_file(report, started)
+            buffer.maybe_flush()
 
 
 def _plan(arg: Path, result: ImportResult) -> list[tuple[str, list[tuple[Path, FileReport]]]]:
