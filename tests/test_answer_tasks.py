@@ -159,6 +159,11 @@ def test_prepare_visit_lists_changes_problems_and_questions(workspace: Any) -> N
 def test_patient_context_uses_pseudonym_and_age(workspace: Any) -> None:
     pctx = load_patient_context(workspace, "pat-0001")
     assert pctx.pseudo_id.startswith("P-") and pctx.meta == {"sex": "female", "age": 62}
+    # The pseudonym that `workbench records patients` lists resolves to the same patient.
+    assert load_patient_context(workspace, pctx.pseudo_id).patient_id == "pat-0001"
+    assert load_patient_context(workspace, "Patient/pat-0001").patient_id == "pat-0001"
+    record_ids = {f.extra["pseudo_id"] for f in pctx.facts}
+    assert len(record_ids) == len(pctx.facts) and not any("obs-" in r for r in record_ids)
 
 
 def test_glossary_simplification() -> None:

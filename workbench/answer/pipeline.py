@@ -86,23 +86,26 @@ def default_encoder() -> Encoder:
     return _DEFAULT
 
 
-def _pseudonym(ws: Any, patient_id: str) -> str:
+def _pseudonym(ws: Any, value: str, kind: str = "patient") -> str:
     try:
         from workbench.cohort.deid import pseudonym, workspace_key
 
-        return pseudonym(workspace_key(ws), patient_id, "patient")
+        return pseudonym(workspace_key(ws), value, kind)
     except Exception:  # noqa: BLE001 - without the deid key fall back to an unkeyed short hash
         import hashlib
 
-        return "P-" + hashlib.sha256(patient_id.encode()).hexdigest()[:12]
+        return "P-" + hashlib.sha256(value.encode()).hexdigest()[:12]
 
 
 def _resolve(ws: Any, con: duckdb.DuckDBPyConnection, ref: str) -> str:
+    key = None
     try:
-        from workbench.cli.records_cmd import resolve_patient  # type: ignore[attr-defined]
-    except ImportError:
-        return resolve_patient_id(con, ref)
-    return str(resolve_patient(ws, ref))
+        from workbench.cohort.deid import workspace_key
+
+        key = workspace_key(ws)
+    except Exception:  # noqa: BLE001 - without a key only raw ids and prefixes resolve
+        key = None
+    return resolve_patient_id(con, ref, key=key)
 
 
 def load_patient_context(
@@ -125,7 +128,7 @@ def load_patient_context(
     pseudo = _pseudonym(ws, patient_id)
     meta = _subject_meta(facts, con_meta)
     for f in facts:
-        f.extra["pseudo_id"] = _pseudonym(ws, f"{f.table}/{f.resource_id}") if f.resource_id else ""
+        f.extra["pseudo_id"] = _pseudonym(ws, f.resource_id, "resource") if f.resource_id else ""
     return PatientContext(patient_id, pseudo, facts, guard, ws if hasattr(ws, "audit") else None, meta)
 
 

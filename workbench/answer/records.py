@@ -10,6 +10,7 @@ untrusted endpoint receives.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -433,15 +434,25 @@ def patient_demographics(con: duckdb.DuckDBPyConnection, patient_id: str) -> dic
     return {"gender": rows[0].get("gender"), "birth_date": rows[0].get("birth_date")}
 
 
-def resolve_patient_id(con: duckdb.DuckDBPyConnection, ref: str) -> str:
-    """The stored patient id for ``ref``: an exact id, a unique id prefix, or a pseudonym."""
+def resolve_patient_id(con: duckdb.DuckDBPyConnection, ref: str, *, key: bytes | None = None) -> str:
+    """The stored patient id for ``ref``: an id, its pseudonym (as ``records patients`` lists), or a unique prefix."""
     if "patient_id" not in table_columns(con, "patients"):
         raise RecordsError(
             "the workspace has no patients table; import records with `workbench records import`"
         )
+    ref = ref.strip()
     ids = [str(r[0]) for r in con.execute("SELECT DISTINCT patient_id FROM patients").fetchall()]
     if ref in ids:
         return ref
+    if key is not None:
+        from workbench.cohort.deid import pseudonym
+
+        for pid in ids:
+            if pseudonym(key, pid, "patient") == ref:
+                return pid
+    bare = re.sub(r"^(urn:uuid:|.*/)", "", ref)  # "Patient/abc" names the same patient as "abc"
+    if bare in ids:
+        return bare
     matches = [i for i in ids if i.startswith(ref)]
     if len(matches) == 1:
         return matches[0]
