@@ -6,15 +6,20 @@ an Arrow table per table per transaction, never row by row.
 
 Units of work (all or nothing):
 
-- **Bundle**: one transaction per patient. A bundle holds one patient (Synthea) or many
-  (collection/transaction of several patients): resources are grouped by the patient they
-  reference; a bad resource (missing subject, impossible date, ...) rolls back only its
-  patient's group. A resource that names no patient is charged to the bundle's only patient,
-  or skipped on its own when the bundle has several. The bundle is held in memory one at a time.
+- **Patient** (bundles): a bundle holds one patient (Synthea) or many (collection or
+  transaction of several patients); its resources are grouped by the patient they reference.
+  A bad resource (missing subject, impossible date, ...) leaves its whole patient out; the
+  other patients of the bundle are stored. A resource that names no patient is charged to the
+  bundle's only patient, or skipped on its own when the bundle has several. Complete patients
+  are queued and committed together, up to ``txn_rows`` rows per transaction (``txn_rows=1``:
+  one transaction per patient); a failed commit rolls back whole patients only, so no patient
+  is ever half-written. Memory: bundles are parsed one at a time (two per worker process when
+  workers run) and queued rows are bounded by ``txn_rows``.
 - **NDJSON file**: one transaction per file, streamed line by line and inserted in chunks.
-  A bad line (malformed JSON, wrong ``resourceType`` for the file, missing required field) is
-  skipped and reported with its line number and resource id; a broken stream (truncated gzip,
-  I/O error) rolls the whole file back.
+  A bad line (malformed JSON, wrong ``resourceType`` for the file, missing required field,
+  impossible date) is skipped and reported with its line number and resource id; a broken
+  stream (truncated gzip, I/O error) rolls the whole file back. Patients span several files
+  in bulk exports, so per-patient atomicity across files is not possible while streaming.
 
 Re-importing adds nothing: a file whose sha256 is in ``import_log`` with status ``ok`` is
 skipped, and every resource is keyed by ``(table, resource_id)`` in ``resource_keys``.
