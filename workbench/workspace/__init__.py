@@ -9,6 +9,7 @@ from workbench.workspace.consent import ConsentLedger
 from workbench.workspace.erasure import erase_source, verify_erasure
 from workbench.workspace.export import export_compartment, fhir_bundles
 from workbench.workspace.memory import ConversationMemory, MemoryEntry
+from workbench.workspace.personal import PersonalIndex
 from workbench.workspace.retention import apply_retention, get_retention, set_retention
 from workbench.workspace.store import Workspace, open_workspace
 
@@ -18,6 +19,7 @@ __all__ = [
     "ConsentLedger",
     "ConversationMemory",
     "MemoryEntry",
+    "PersonalIndex",
     "Workspace",
     "apply_retention",
     "erase_source",

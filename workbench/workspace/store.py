@@ -52,6 +52,7 @@ from workbench.workspace.audit import AuditTrail, current_actor
 if TYPE_CHECKING:
     from workbench.workspace.consent import ConsentLedger
     from workbench.workspace.memory import ConversationMemory
+    from workbench.workspace.personal import PersonalIndex
 
 Role = Literal["owner", "clinician", "researcher"]
 Purpose = Literal["research", "personal_care"]
@@ -478,6 +479,13 @@ class Workspace:
         from workbench.workspace.memory import ConversationMemory
 
         return ConversationMemory(self)
+
+    @property
+    def personal(self) -> PersonalIndex:
+        """The personal-document index (chunks + embeddings) of this compartment."""
+        from workbench.workspace.personal import PersonalIndex
+
+        return PersonalIndex(self)
 
     def _cache_key(self) -> bytes:
         return crypto.subkey(self._ckey, "cache")
