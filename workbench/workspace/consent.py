@@ -231,6 +231,8 @@ def governed_connection(ws: Workspace, *, purpose: str | None = None) -> duckdb.
                 f"role {role!r} may only read for purpose {ROLE_PURPOSE[role]!r}, not {purpose!r}"
             )
         purpose = ROLE_PURPOSE[role]
+    if purpose is not None and purpose not in _store().PURPOSES:
+        raise ConsentError(f"unknown purpose {purpose!r}; use research or personal_care")
     purposes = [purpose] if purpose is not None else None
     if role == "clinician":
         ledger = ConsentLedger(ws)
