@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "answer"))
 import records_db  # noqa: E402
 from llm_server import FakeLLMServer  # noqa: E402
 
-from workbench.answer import EgressGuard, Identifier, ask, load_patient_context  # noqa: E402
+from workbench.answer import EgressGuard, Identifier, ask, load_patient_context, plain_language  # noqa: E402
 from workbench.answer.egress import normalize_endpoint, workspace_identifiers  # noqa: E402
 from workbench.errors import EgressBlocked  # noqa: E402
 from workbench.settings import get_settings  # noqa: E402
@@ -217,3 +217,20 @@ def test_offline_answer_ignores_injected_instructions(workspace: Any, index: Any
     assert answer.model == "offline-extractive"
     rendered = answer.to_markdown() + answer.to_json()
     assert "Maribel" not in rendered and "555-201-7788" not in rendered
+
+
+@pytest.mark.parametrize(
+    ("name", "person"),
+    [("aci_valid_D2N068.txt", ("Brian", "White")), ("aci_valid_D2N073.txt", ("Christina", "Cooper"))],
+)
+def test_plain_language_note_is_deidentified_for_untrusted_endpoint(
+    name: str, person: tuple[str, str]
+) -> None:
+    note = (Path(__file__).parent / "fixtures" / "answer" / name).read_text(encoding="utf-8")
+    with FakeLLMServer(lambda req: "You came in for a check-up [1].") as srv:
+        answer = plain_language(note, settings=_settings(srv.base_url))
+        body = srv.raw_bodies[0].decode("utf-8")
+    for part in person:
+        assert part.lower() not in body.lower()
+    assert answer.settings["deidentified_context"] is True
+    assert answer.sentences[0].citations == [1]
