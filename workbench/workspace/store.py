@@ -606,6 +606,9 @@ def _pid_alive(pid: int) -> bool:
 def _recover(ws: Workspace) -> None:
     """Finish work a killed process left: stale temp files, old db generations, pending erasures."""
     comp = ws.compartment_dir
+    # A kill between the keyring write and the mkdirs of a new compartment leaves them missing.
+    for folder in (ws.root / "compartments", comp, ws.files_dir, ws.cache_dir, ws.tmp_dir):
+        private_dir(folder)
     for folder in (comp, ws.files_dir, ws.cache_dir, ws.root, ws.root / "audit"):
         clean_stale_tmp(folder)
     ws.trail.recover()
