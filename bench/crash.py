@@ -16,6 +16,8 @@ with SIGKILL after a random delay, then reopens the workspace and checks:
 The same workspace carries on across kills, so recovery runs again and again.
 
     python bench/crash.py --n 100            # 100 kill points, JSON in bench/results/crash.json
+    WB_KDF_PROFILE=default python bench/crash.py --n 40 --json /tmp/crash-kdf.json
+                                             # real Argon2id cost: rotations are slow enough to be hit
 """
 
 from __future__ import annotations
