@@ -116,6 +116,10 @@ def test_verify_erasure_finds_leftovers(tmp_path: Path) -> None:
     ws.connect().execute("INSERT INTO personal_chunks (chunk_id, source_id) VALUES ('x', ?)", [ids[1]])
     report = verify_erasure(ws, ids[1])
     assert not report["ok"] and report["remaining"] == {"personal_chunks": 1}
+    ws.connect().execute("DELETE FROM personal_chunks WHERE chunk_id = 'x'")
+    # A mention anywhere else (here free text holding the id) is found too.
+    ws.connect().execute("INSERT INTO saved_answers VALUES ('a9', ?, [])", [f"derived from {ids[1]}"])
+    assert verify_erasure(ws, ids[1])["remaining"] == {"saved_answers (mentions)": 1}
 
 
 def test_unknown_source(tmp_path: Path) -> None:

@@ -169,6 +169,19 @@ def verify_erasure(ws: Workspace, source_id: str) -> dict[str, Any]:
         ).fetchone()
         if row and row[0]:
             remaining[table] = int(row[0])
+    # Any other mention of the id (JSON provenance, free-form columns) in any records table.
+    text_cols = con.execute(
+        "SELECT table_name, list(column_name) FROM duckdb_columns() WHERE database_name = 'records' "
+        "AND schema_name = 'main' AND (data_type = 'VARCHAR' OR data_type = 'JSON' OR data_type LIKE 'VARCHAR[]') "
+        "AND column_name NOT IN ('source_id') GROUP BY table_name"
+    ).fetchall()
+    for table, cols in text_cols:
+        cond = " OR ".join(f'contains(CAST("{c}" AS VARCHAR), ?)' for c in cols)
+        row = con.execute(
+            f'SELECT count(*) FROM records.main."{table}" WHERE {cond}', [source_id] * len(cols)
+        ).fetchone()
+        if row and row[0]:
+            remaining[f"{table} (mentions)"] = int(row[0])
     for table in ("memory", "cache"):
         row = con.execute(
             f"SELECT count(*) FROM wb.{table} WHERE list_contains(source_ids, ?)", [source_id]
