@@ -249,3 +249,54 @@ def test_cli_plain_language_unreadable_file(tmp_path: Path, capsys: pytest.Captu
     bad.write_bytes(b"\xff\xfe\x00bad")
     assert main(["plain-language", str(bad)]) == 1
     assert "note.txt" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from workbench.retrieval import EvidenceIndex
+    from workbench.types import Document
+
+    folder = tmp_path_factory.mktemp("answer-index") / "index"
+    docs = [
+        Document(
+            doc_id=f"doc{name}", title=f"Paper {name}", text=text, corpus="test", metadata={"pmid": f"77{i}"}
+        )
+        for i, (name, text) in enumerate(PASSAGES)
+    ]
+    EvidenceIndex.build(docs, folder)
+    return folder
+
+
+def test_cli_ask_json_contract(
+    small_index: Path, workspace: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rc = main(["ask", "Does metformin lower HbA1c?", "--index", str(small_index), "--json", "--k", "3"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["model"] == "offline-extractive" and data["removed_citations"] == []
+    assert data["sentences"] and all(s["supported"] for s in data["sentences"])
+    cited = {n for s in data["sentences"] for n in s["citations"]}
+    assert cited == {src["id"] for src in data["sources"]}
+    assert any(src["doc_id"] == "docD" and src["pmid"] == "773" for src in data["sources"])
+    monkeypatch.setenv("WB_PASSPHRASE", records_db.PASSPHRASE)
+    rc = main(
+        [
+            "ask",
+            "Is my LDL cholesterol high?",
+            "--index",
+            str(small_index),
+            "--patient",
+            "pat-0001",
+            "--workspace",
+            str(workspace.root),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0 and "observations/obs-ldl-1" in out and "Maribel" not in out
+
+
+def test_cli_ask_without_index_says_how_to_build_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ask", "anything", "--index", str(tmp_path / "missing")]) == 1
+    assert "workbench index build" in capsys.readouterr().err
