@@ -627,7 +627,12 @@ def _recover(ws: Workspace) -> None:
         from workbench.workspace.erasure import erase_source
 
         for source_id in pending:
-            erase_source(ws, source_id, reason="resumed after interruption")
+            try:
+                erase_source(ws, source_id, reason="resumed after interruption")
+            except WorkspaceError:
+                # Traces another module keeps outside the provenance columns must not lock the
+                # user out; the audit trail and wb.erasures record the unverified erasure.
+                ws.audit("erasure.unverified", source_id=source_id)
 
 
 def open_workspace(
