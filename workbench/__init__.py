@@ -278,9 +278,9 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from workbench.workspace import (
         AuditReport,
         AuditTrail,
-        MemoryEntry,
         ConsentLedger,
         ConversationMemory,
+        MemoryEntry,
         Workspace,
         erase_source,
         export_compartment,
