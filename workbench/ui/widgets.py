@@ -32,7 +32,8 @@ def show_figure(out: w.Output, fig: go.Figure) -> None:
     with out:
         display(
             {
-                "application/vnd.plotly.v1+json": fig.to_plotly_json(),
+                # plotly's own encoder turns numpy arrays and datetimes into plain JSON
+                "application/vnd.plotly.v1+json": json.loads(fig.to_json()),
                 "text/plain": f"<plotly figure: {fig.layout.title.text or 'untitled'}>",
             },
             raw=True,
