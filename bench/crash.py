@@ -172,8 +172,19 @@ def _rows_for(ws: Any, source_id: str) -> dict[str, int]:
 
 
 # -- worker ----------------------------------------------------------------------------------
-def worker(root: Path, journal: Path, data: Path, seed: int) -> None:
+#: Operation weights; the driver cycles the focus so kills land in each kind of operation.
+WEIGHTS = {
+    "mixed": (0.5, 0.2, 0.15, 0.15),
+    "import": (0.8, 0.1, 0.05, 0.05),
+    "erase": (0.3, 0.6, 0.05, 0.05),
+    "rotate": (0.3, 0.05, 0.6, 0.05),
+}
+FOCUS_CYCLE = ("import", "erase", "rotate", "mixed")
+
+
+def worker(root: Path, journal: Path, data: Path, seed: int, focus: str = "mixed") -> None:
     """Run operations until killed (or out of bundles)."""
+    w_import, w_erase, w_rotate, _ = WEIGHTS[focus]
     from workbench.cohort.importer import import_paths
     from workbench.workspace import keyring
     from workbench.workspace.erasure import erase_source
@@ -189,7 +200,7 @@ def worker(root: Path, journal: Path, data: Path, seed: int) -> None:
         st = _state(journal_read(journal))
         live = [s for s in st["imported"] if s not in st["erase_started"]]
         roll = rng.random()
-        if roll < 0.5 or not live:
+        if roll < w_import or not live:
             todo = [p for p in sorted(data.glob("*.json.gz")) if p.name not in st["files_used"]]
             if not todo:
                 return
@@ -208,12 +219,12 @@ def worker(root: Path, journal: Path, data: Path, seed: int) -> None:
                     "rows": _rows_for(ws, sid),
                 },
             )
-        elif roll < 0.7:
+        elif roll < w_import + w_erase:
             sid = rng.choice(live)
             journal_append(journal, {"op": "erase-start", "source_id": sid})
             erase_source(ws, sid, reason="crash bench")
             journal_append(journal, {"op": "erase-done", "source_id": sid})
-        elif roll < 0.85:
+        elif roll < w_import + w_erase + w_rotate:
             new = PASSPHRASES[1] if current == PASSPHRASES[0] else PASSPHRASES[0]
             master = rng.random() < 0.5
             journal_append(journal, {"op": "rotate-start", "to": new, "new_master": master})
@@ -307,6 +318,8 @@ def run(
                 str(data),
                 "--seed",
                 str(seed * 7919 + i),
+                "--focus",
+                FOCUS_CYCLE[i % len(FOCUS_CYCLE)],
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -370,6 +383,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="Kill points.")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--focus", choices=sorted(WEIGHTS), default="mixed", help=argparse.SUPPRESS)
     ap.add_argument("--max-delay", type=float, default=2.5, help="Longest wait before the kill (seconds).")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "crash.json")
     ap.add_argument(
@@ -378,7 +392,7 @@ def main() -> int:
     ap.add_argument("--worker", nargs=3, metavar=("WS", "JOURNAL", "DATA"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(Path(args.worker[0]), Path(args.worker[1]), Path(args.worker[2]), args.seed)
+        worker(Path(args.worker[0]), Path(args.worker[1]), Path(args.worker[2]), args.seed, args.focus)
         return 0
     with tempfile.TemporaryDirectory(prefix="wb-crash-") as tmp:
         summary = run(args.n, workdir=args.workdir or Path(tmp), seed=args.seed, max_delay=args.max_delay)
