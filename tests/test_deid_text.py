@@ -92,7 +92,7 @@ def test_clinical_text_without_identifiers_is_left_alone() -> None:
 
 
 def test_known_identifiers_catch_what_rules_cannot() -> None:
-    note = "pt zyxwqa reports that vorlenko visited; reach at 617.555.0177 ext or 6175550177"
+    note = "Pt zyxwqa reports that vorlenko visited; reach at 617.555.0177 ext or 6175550177"
     blind = deidentify_text(note)
     assert "zyxwqa" in blind.text
     known = {"given": ["Zyxwqa"], "family": "Vorlenko", "phone": "+1 (617) 555-0177"}
@@ -105,6 +105,13 @@ def test_known_identifiers_catch_what_rules_cannot() -> None:
     assert "Quorrin" not in res2.text
     # A plain list is taken as names.
     assert "zyxwqa" not in deidentify_text(note, known_identifiers=["zyxwqa"]).text
+
+
+def test_all_lowercase_text_still_finds_names() -> None:
+    # Words no English dictionary knows are treated as capitalised when nothing is.
+    res = deidentify_text("my name is vitoria and i live with frederikke")
+    assert "vitoria" not in res.text and "frederikke" not in res.text
+    assert "my name is" in res.text and "i live with" in res.text
 
 
 def test_entities_limit_what_is_redacted() -> None:

@@ -201,6 +201,11 @@ def _has_street_word(value: str) -> bool:
     return any(len(w) >= 3 for w in words)
 
 
+def _has_name_word(value: str) -> bool:
+    """Some word is capitalised or written outside ASCII, as place names are."""
+    return re.search(r"(?<![\p{L}])\p{Lu}[\p{L}]|[^\x00-\x7f\d\s]", value) is not None
+
+
 def _is_year(value: str) -> bool:
     return 1900 <= int(value) <= 2099
 
@@ -311,14 +316,15 @@ ADDRESS_RULES: list[Rule] = [
     # After an address cue, take the rest of the clause when it holds a number or an address word.
     Rule(
         "STREET_ADDRESS",
-        r"(?i:\b(?:address(?:[ \t]+(?:is|was|to))?|lives?[ \t]+(?:at|on)|lived[ \t]+(?:at|on|in)|"
+        r"(?i:\b(?:address(?:[ \t]+(?:is|was|to|with))?|lives?[ \t]+(?:at|on)|lived[ \t]+(?:at|on|in)|"
         r"living[ \t]+at|resides?[ \t]+at|located[ \t]+(?:at|on|in)|is[ \t]+at|moved[ \t]+to|"
         r"sent[ \t]+to|send[ \t]+(?:it[ \t]+)?to|ship[ \t]+(?:it[ \t]+)?to|deliver(?:ed)?[ \t]+to|return[ \t]+to|"
         r"meet(?:[ \t]+(?:me|you|us))?[ \t]+at|drops?[ \t]+(?:you|me)[ \t]+off[ \t]+at|corner[ \t]+of|"
-        r"taxi[ \t]+to|stop[ \t]+at|arrived[ \t]+at|side[ \t]+of|it'?s[ \t]+in|with)\b)[ \t]*:?[ \t]*"
+        r"taxi[ \t]+to|stop[ \t]+at|arrived[ \t]+at|side[ \t]+of|it'?s[ \t]+in)\b)[ \t]*:?[ \t]*"
         r"(?P<a>(?=[^\n.?!]*\d)[^\n?!]{3,120}?)(?=[ \t]*(?:[?!]|\.(?:\s|$)|\n|$|[ \t]+(?:for|after|last|in[ \t]+case|the[ \t]+first|street\b|st\.)))",
         0.55,
         "a",
+        validate=lambda v: _has_street_word(v) and _has_name_word(v),
     ),
     # An "Address:" label on its own line: the block that follows, to the next blank line.
     Rule(
@@ -433,7 +439,7 @@ CONTACT_RULES: list[Rule] = [
     ),
     Rule(
         "ZIP_CODE",
-        r"(?i:\b(?:zip|postal|post)(?:[ \t]*code)?(?:[ \t]+is)?[ \t]*:?[ \t]*(?P<z>[A-Z\d]{2,5}(?:[ \t-][A-Z\d]{2,4})?)\b)",
+        r"(?i:\b(?:zip|postal[ \t]*code|post[ \t]*code)(?:[ \t]*code)?(?:[ \t]+is)?[ \t]*:?[ \t]*(?P<z>(?=[A-Z]{0,4}\d)[A-Z\d]{2,5}(?:[ \t-][A-Z\d]{2,4})?)\b)",
         0.8,
         "z",
     ),
@@ -442,12 +448,12 @@ CONTACT_RULES: list[Rule] = [
 ]
 
 
-def default_recognizers() -> list[EntityRecognizer]:
-    """The clinical rule recognizers, one per family of entities."""
+def default_recognizers(lexicon: frozenset[str] = frozenset()) -> list[EntityRecognizer]:
+    """The clinical rule recognizers, one per family of entities (``lexicon``: dictionary words)."""
     return [
         RuleRecognizer("WbPersonRules", PERSON_RULES),
         AddressRecognizer("WbAddressRules", ADDRESS_RULES),
-        ProperNameRecognizer(),
+        ProperNameRecognizer(lexicon),
         RuleRecognizer("WbDateRules", DATE_RULES),
         RuleRecognizer("WbAgeRules", AGE_RULES),
         RuleRecognizer("WbContactRules", CONTACT_RULES),
@@ -627,8 +633,10 @@ class ProperNameRecognizer(EntityRecognizer):
     labels them as people; with a blank pipeline (no tagger) this finds nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lexicon: frozenset[str] = frozenset()) -> None:
         super().__init__(supported_entities=["PERSON"], name="WbProperNames")
+        # Dictionary words ("Nose", "Education", "Multiple Sclerosis") are headings and terms.
+        self._lexicon = lexicon
 
     def load(self) -> None:
         """Nothing to load."""

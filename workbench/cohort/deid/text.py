@@ -92,6 +92,8 @@ class _Engines:
     analyzer: Any
     anonymizer: Any
     model: str
+    nlp: Any
+    lexicon: frozenset[str]
 
 
 _lock = threading.Lock()
@@ -160,6 +162,7 @@ def _engines() -> _Engines:
         models=[{"lang_code": "en", "model_name": model or "blank"}], ner_model_configuration=ner_config
     )
     engine.load()
+    lexicon = _english_lexicon(nlp)
     registry = RecognizerRegistry(supported_languages=["en"])
     for recognizer in (
         SpacyRecognizer(supported_entities=["PERSON", "LOCATION", "DATE_TIME", "ORGANIZATION", "NRP"]),
@@ -169,11 +172,52 @@ def _engines() -> _Engines:
         IpRecognizer(),
         UrlRecognizer(),
         PhoneRecognizer(),
-        *default_recognizers(),
+        *default_recognizers(lexicon),
     ):
         registry.add_recognizer(recognizer)
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
-    return _Engines(analyzer=analyzer, anonymizer=AnonymizerEngine(), model=model or "blank")
+    return _Engines(
+        analyzer=analyzer,
+        anonymizer=AnonymizerEngine(),
+        model=model or "blank",
+        nlp=nlp,
+        lexicon=lexicon,
+    )
+
+
+def _english_lexicon(nlp: Any) -> frozenset[str]:
+    """Dictionary words (the lemmatizer's WordNet index), empty for a blank pipeline."""
+    if "lemmatizer" not in nlp.pipe_names:
+        return frozenset()
+    lookups = nlp.get_pipe("lemmatizer").lookups
+    if "lemma_index" not in lookups.tables:
+        return frozenset()
+    index = lookups.get_table("lemma_index")
+    return frozenset(w for pos in ("noun", "verb", "adj", "adv") if pos in index for w in index[pos])
+
+
+def _truecase_unknown(text: str, engines: _Engines) -> str:
+    """Text written all in lower case, with words that are not English capitalised.
+
+    Lower-cased names ("my name is vitoria") look like any other word to the tagger and the
+    rules; capitalising what no dictionary knows restores the cue. The result has the same
+    length as ``text``, so spans found in it are spans of ``text``.
+    """
+    if not engines.lexicon:
+        return text
+    chars = list(text)
+    for tok in engines.nlp(text):
+        word = tok.text
+        if (
+            len(word) >= 3
+            and word.isalpha()
+            and not tok.is_stop
+            and word not in engines.lexicon
+            and tok.lemma_.lower() not in engines.lexicon
+            and len(word[0].upper()) == 1
+        ):
+            chars[tok.idx] = word[0].upper()
+    return "".join(chars)
 
 
 def _trim_lines(text: str, result: Any) -> Any:
@@ -202,24 +246,36 @@ _HEADING_WORDS = frozenset(
 )
 
 
-# A label followed by a quote is a speaker ("Alice: \"Who are you?\""), which stays a name.
-_LABEL = re.compile(r"[ \t]*:(?![ \t]*[\"“])")
-_BULLETS = re.compile(r"[\s•*>·\-]*")
+# A label followed by a quote is a speaker ("Alice: \"Who are you?\""), which stays a name;
+# so does a salutation ("Dear Dr Okafor:").
+_HEADING_LABEL = re.compile(r"[\s•*>·\-]*(?:[A-Z][\w'/\-]*(?:,|[ \t]+(?:and|&|or))?[ \t]+){0,5}")
+_LABEL_REST = re.compile(r"(?:(?:,|[ \t]+(?:and|&|or))?[ \t]+[A-Z][\w'/\-]*){0,5}[ \t]*:(?![ \t]*[\"“])")
 
 
 def _is_identifying(text: str, result: Any) -> bool:
     """Drop relative dates and note headings: they point at no day and no person."""
+    meta = getattr(result, "recognition_metadata", None) or {}
+    if meta.get("recognizer_name") == "WbKnownIdentifiers":
+        return True  # the patient's own identifiers are redacted wherever they occur
     value = text[result.start : result.end]
     if result.entity_type == "DATE_TIME":
         return _DATE_ANCHOR.search(value) is not None
     if result.entity_type in {"PERSON", "LOCATION", "ORGANIZATION"}:
+        # In text that uses capitals, a name or place written in lower case is a term ("hematuria").
+        if not any(ch.isupper() for ch in value) and any(ch.isupper() for ch in text):
+            return False
         if value.isupper():
             words = re.findall(r"[A-Za-z]+", value.casefold())
             if words and any(w in _HEADING_WORDS for w in words):
                 return False
-        # "• Musculoskeletal: ..." - a label opening its line is a heading, not a name.
+        # "• Musculoskeletal: ...", "• Ears, Nose, Mouth and Throat: ..." - the label that opens a
+        # line is a heading, not a list of names.
         line_start = text.rfind("\n", 0, result.start) + 1
-        if _LABEL.match(text, result.end) and _BULLETS.fullmatch(text, line_start, result.start):
+        if (
+            _HEADING_LABEL.fullmatch(text, line_start, result.start)
+            and _LABEL_REST.match(text, result.end)
+            and "dear" not in text[line_start : result.start].casefold()
+        ):
             return False
     return True
 
@@ -293,16 +349,18 @@ def deidentify_text(
             ad_hoc.append(recognizer)
             wanted += [e for e in recognizer.supported_entities if e not in wanted and entities is None]
     with _lock:  # spaCy pipelines are not re-entrant across threads
+        lowercase = not any(ch.isupper() for ch in text)
+        seen = _truecase_unknown(text, engines) if lowercase else text
         results = engines.analyzer.analyze(
-            text=text,
+            text=seen,
             language="en",
             entities=wanted,
             score_threshold=SCORE_THRESHOLD,
             ad_hoc_recognizers=ad_hoc or None,
         )
-    kept = [_trim_lines(text, r) for r in results if r.entity_type in wanted and _is_identifying(text, r)]
+    kept = [_trim_lines(seen, r) for r in results if r.entity_type in wanted and _is_identifying(seen, r)]
     if "PERSON" in wanted:
-        kept += _repeated_names(text, kept)
+        kept += _repeated_names(seen, kept)
     spans = _merge(kept)
     if not spans:
         return DeidResult(text=text, spans=[])
