@@ -126,3 +126,9 @@ def test_export_deidentified(tmp_path: Path, capsys: pytest.CaptureFixture[str])
             secrets += [i["value"] for i in r["identifier"] if "ssn" in i.get("system", "")]
             for s in secrets:
                 assert s not in blob, "identifier leaked into the de-identified export"
+
+
+def test_missing_path_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["records", "import", str(tmp_path / "nope"), "--workspace", str(tmp_path / "ws")])
+    err = capsys.readouterr().err
+    assert code == 1 and "nope" in err and "no such file" in err

@@ -275,3 +275,83 @@ def test_parallel_workers_store_the_same_rows(tmp_path: Path) -> None:
     r2 = import_paths(parallel, [FHIR / "bundles"], workers=2, txn_rows=1)
     assert r1.resources == r2.resources and r1.unknown_types == r2.unknown_types
     assert snapshot(serial) == snapshot(parallel)
+
+
+def test_other_resource_specs(ws, tmp_path: Path) -> None:
+    """Coverage, MedicationStatement, DocumentReference, Claim/EOB totals and references by Patient/id."""
+    import base64
+
+    note = "Chief complaint: cough.\nPlan: rest."
+    entries = [
+        {"resourceType": "Patient", "id": "p1", "gender": "other", "birthDate": "1970"},
+        {
+            "resourceType": "Coverage",
+            "id": "cov1",
+            "status": "active",
+            "type": {"text": "private"},
+            "beneficiary": {"reference": "Patient/p1"},
+            "payor": [{"display": "Acme Health"}],
+            "period": {"start": "2020-01-01", "end": "2020-12-31"},
+        },
+        {
+            "resourceType": "MedicationStatement",
+            "id": "ms1",
+            "status": "active",
+            "subject": {"reference": "Patient/p1"},
+            "medicationCodeableConcept": {
+                "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197361"}]
+            },
+            "effectivePeriod": {"start": "2020-02-03T04:05:06-05:00"},
+        },
+        {
+            "resourceType": "DocumentReference",
+            "id": "doc1",
+            "status": "current",
+            "subject": {"reference": "http://example.org/fhir/Patient/p1"},
+            "content": [
+                {
+                    "attachment": {
+                        "contentType": "text/plain",
+                        "data": base64.b64encode(note.encode()).decode(),
+                    }
+                }
+            ],
+        },
+        {
+            "resourceType": "ExplanationOfBenefit",
+            "id": "eob1",
+            "status": "active",
+            "patient": {"reference": "Patient/p1"},
+            "claim": {"reference": "Claim/c1"},
+            "total": [
+                {"category": {"coding": [{"code": "benefit"}]}, "amount": {"value": 5.0, "currency": "USD"}},
+                {
+                    "category": {"coding": [{"code": "submitted"}]},
+                    "amount": {"value": 9.5, "currency": "USD"},
+                },
+            ],
+            "payment": {"amount": {"value": 4.0}},
+        },
+    ]
+    f = tmp_path / "misc.json"
+    f.write_text(
+        json.dumps(
+            {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in entries]}
+        )
+    )
+    result = import_paths(ws, [f])
+    assert not result.errors and result.resources["Coverage"] == 1
+    con = ws.connect()
+    try:
+        assert con.execute(
+            "SELECT patient_id, payor, type, CAST(period_start AS DATE)::VARCHAR FROM coverage"
+        ).fetchall() == [("p1", "Acme Health", "private", "2020-01-01")]
+        med = con.execute("SELECT kind, code, authored::VARCHAR FROM medications").fetchall()
+        assert med == [("statement", "197361", "2020-02-03 09:05:06")]  # -05:00 stored as UTC
+        assert con.execute("SELECT patient_id, text FROM documents").fetchall() == [("p1", note)]
+        assert con.execute("SELECT claim_id, total, payment, currency FROM eobs").fetchall() == [
+            ("c1", 9.5, 4.0, "USD")
+        ]
+        assert con.execute("SELECT birth_date::VARCHAR FROM patients").fetchall() == [("1970-01-01",)]
+    finally:
+        con.close()

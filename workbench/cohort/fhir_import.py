@@ -280,13 +280,16 @@ class RecordsWriter:
         con = self.con
         con.register("wb_keys", key_tbl)
         try:
+            # IN (subquery) hashes the small batch and streams the stored keys past it; a join
+            # could instead hash every stored key, which grows with the database.
             existing = con.execute(
-                'SELECT k."table", k.resource_id FROM wb_keys k SEMI JOIN resource_keys r '
-                'ON k."table" = r."table" AND k.resource_id = r.resource_id'
+                'SELECT r."table", r.resource_id FROM resource_keys r '
+                "WHERE r.resource_id IN (SELECT resource_id FROM wb_keys)"
             ).fetchall()
         finally:
             con.unregister("wb_keys")
-        dup: set[tuple[str, str]] = {(t, r) for t, r in existing}
+        batch_keys = {(k[0], k[1]) for k in keys} if existing else set()
+        dup: set[tuple[str, str]] = {(t, r) for t, r in existing if (t, r) in batch_keys}
         if dup:
             key_tbl = key_tbl.filter(pa.array([(k[0], k[1]) not in dup for k in keys], type=pa.bool_()))
         con.register("wb_keys", key_tbl)

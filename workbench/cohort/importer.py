@@ -32,10 +32,14 @@ import orjson
 from workbench.cohort import fhir_import
 from workbench.cohort.fhir_import import FileReport, Flattener, TxnBuffer, utcnow
 from workbench.cohort.store import ensure_schema
-from workbench.errors import RecordFormatError
+from workbench.errors import RecordFormatError, RecordsError
 from workbench.workspace import Workspace
 
 _SNIFF = 64 * 1024
+
+
+class RecordsPathMissing(RecordsError, FileNotFoundError):
+    """A path given to the importer does not exist."""
 
 
 @dataclass
@@ -121,7 +125,7 @@ def iter_files(paths: Iterable[Path | str]) -> Iterator[tuple[Path, str]]:
         elif path.exists():
             yield path, str(p)
         else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
+            raise RecordsPathMissing(f"{p}: no such file or folder; check the path given to records import")
 
 
 def _head(path: Path) -> bytes:
