@@ -296,6 +296,12 @@ ADDRESS_RULES: list[Rule] = [
         rf"(?:(?<![\p{{L}}]){_HOUSE}[ \t]+)?(?<![\p{{L}}])(?i:{STREET_LEAD})\.?[ \t]+(?:{_WORD}[ \t]+){{0,5}}?\d{{1,5}}[A-Za-z]?\b",
         0.65,
     ),
+    # House number before a leading street word: "12 Rue de Rivoli", "4 Via Roma".
+    Rule(
+        "STREET_ADDRESS",
+        rf"(?<![\w.,/:-])\d{{1,5}}[A-Za-z]?[ \t]+(?i:{STREET_LEAD})\.?(?:[ \t]+(?:{_PARTICLE}[ \t]+)*\p{{Lu}}[\p{{L}}\p{{M}}'’\-]*){{1,4}}",
+        0.65,
+    ),
     # House number, street name, number (the order of many countries' formats): "233 Erzsébet tér 19".
     Rule(
         "STREET_ADDRESS",
@@ -536,6 +542,10 @@ _ADDR_TOKEN = re.compile(
     r"^(?:[\p{Lu}\d][\p{L}\p{M}\p{N}'’.\-∆]*,?|\([\p{L} ]+\),?|[a-z]{2,3},?|(?i:apt|suite|ste|unit|box|p\.o\.|po)\.?,?|,|u|v|z|y|e|na|nad|pod|of)$",
     re.VERSION1,
 )
+# Lower-case words that occur inside place names ("Rue de Rivoli", "Velká Bukovina u Decína").
+_ADDRESS_LOWER_WORDS = frozenset(
+    "nan de du des la le les del della da do dos das di van von der den u v z y e".split()
+)
 _LOWER_WORD = re.compile(r"^\p{Ll}", re.VERSION1)
 
 
@@ -558,7 +568,7 @@ def extend_address(text: str, start: int, end: int) -> int:
     for m in re.finditer(r"[ \t,]*([^\s,]+,?)", rest):
         token = m.group(1)
         bare = token.rstrip(".,")
-        if not bare or _LOWER_WORD.match(bare) and bare not in {"nan"}:
+        if not bare or _LOWER_WORD.match(bare) and bare not in _ADDRESS_LOWER_WORDS:
             break
         if not _ADDR_TOKEN.match(token.rstrip(".")) and not _ADDR_TOKEN.match(token):
             break

@@ -260,6 +260,8 @@ def _is_identifying(text: str, result: Any) -> bool:
     value = text[result.start : result.end]
     if result.entity_type == "DATE_TIME":
         return _DATE_ANCHOR.search(value) is not None
+    if result.entity_type == "PERSON" and any(ch.isdigit() for ch in value):
+        return False  # "Lasix 40", "Coumadin 4": a drug and its dose, not a name
     if result.entity_type in {"PERSON", "LOCATION", "ORGANIZATION"}:
         # In text that uses capitals, a name or place written in lower case is a term ("hematuria").
         if not any(ch.isupper() for ch in value) and any(ch.isupper() for ch in text):
