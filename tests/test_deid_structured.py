@@ -428,3 +428,38 @@ def test_deidentified_frame_round_trips_to_parquet(con: duckdb.DuckDBPyConnectio
         back = pd.read_parquet(tmp_path / f"{table}.parquet")
         assert len(back) == len(df)
     assert os.path.getsize(tmp_path / "patients.parquet") > 0
+
+
+def test_free_text_columns_use_the_patients_own_identifiers(con: duckdb.DuckDBPyConnection) -> None:
+    prov = (
+        "patient_id VARCHAR, resource_id VARCHAR, source_file VARCHAR, source_id VARCHAR, import_id VARCHAR"
+    )
+    con.execute(f"CREATE TABLE documents ({prov}, encounter_id VARCHAR, date TIMESTAMP, text VARCHAR)")
+    con.execute(
+        "INSERT INTO documents VALUES ('pat-a', 'doc-1', 'f.json', 'src-1', 'imp-1', 'enc-1', '2020-05-01', "
+        "'# History of Present Illness\nottilie hartmann is seen today; lives at 12 Elm Street. "
+        "Call 555 201 3344 on 2020-05-02.')"
+    )
+    con.execute(
+        f"CREATE TABLE obs_text ({prov}, value_text VARCHAR)"
+    )  # an unknown table: value_text has no rule there, so it is dropped
+    docs = deidentified_table(con, "documents", KEY)
+    text = docs.loc[0, "text"]
+    for secret in ("ottilie", "hartmann", "Elm Street", "555 201 3344", "2020-05-02"):
+        assert secret not in text, secret
+    assert "# History of Present Illness" in text
+    assert "value_text" not in deidentified_table(con, "obs_text", KEY).columns
+
+
+def test_short_text_keeps_coded_values(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE observations ADD COLUMN value_text VARCHAR")
+    con.execute(
+        "INSERT INTO observations (patient_id, resource_id, value_text) VALUES "
+        "('pat-a', 'obs-7', 'Myocardial Infarction'), ('pat-a', 'obs-8', 'Never smoker'), "
+        "('pat-b', 'obs-9', 'Barnaby said call 555-201-3344')"
+    )
+    obs = deidentified_table(con, "observations", KEY).set_index("resource_id")
+    assert obs.loc[pseudonym(KEY, "obs-7", "observation"), "value_text"] == "Myocardial Infarction"
+    assert obs.loc[pseudonym(KEY, "obs-8", "observation"), "value_text"] == "Never smoker"
+    redacted = obs.loc[pseudonym(KEY, "obs-9", "observation"), "value_text"]
+    assert "Barnaby" not in redacted and "555-201-3344" not in redacted

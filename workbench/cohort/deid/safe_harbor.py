@@ -14,6 +14,9 @@ Rules (strings, so the spec reads as a table):
 - ``birth_date``: as ``date``, suppressed for patients aged 90 or more; adds ``age`` and ``age_band``.
 - ``zip3``: first three digits of a US ZIP, ``000`` for the restricted prefixes; becomes ``zip3``.
 - ``free_text``: through the free-text de-identifier with the patient's own identifiers.
+- ``short_text``: coded values and instructions ("Never smoker", "Take 1 tablet"): the
+  patient's own identifiers and pattern types (dates, phones, addresses, ...) are redacted,
+  but not capitalised terms the NER model would mistake for names.
 
 Identifiers such as phone, e-mail, SSN, MRN and licence numbers are dropped rather than
 pseudonymised: Safe Harbor (45 CFR 164.514(c)) only allows a re-identification code that
@@ -23,7 +26,6 @@ a person's rows across sources.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -122,14 +124,14 @@ TABLE_RULES: dict[str, dict[str, str]] = {
     "observations": {
         "resource_id": "pseudonym:observation",
         "encounter_id": "pseudonym:encounter",
-        "value_text": "free_text",
+        "value_text": "short_text",
         "effective": "date",
     },
     "medications": {
         "encounter_id": "pseudonym:encounter",
         "medication_ref": "pseudonym:resource",
         "authored": "date",
-        "dosage_text": "free_text",
+        "dosage_text": "short_text",
     },
     "immunizations": {"encounter_id": "pseudonym:encounter", "occurrence": "date"},
     "procedures": {
@@ -437,16 +439,42 @@ def _patient_ages(df: pd.DataFrame, as_of: date) -> pd.Series:
     return pd.Series(ages, index=df.index, dtype="Int64")
 
 
-def _free_text(values: pd.Series, ctx: _Context) -> pd.Series:
-    from workbench.cohort.deid.text import deidentify_text
+def _mentions(known: Mapping[str, list[str]], text: str) -> bool:
+    """Whether any of the patient's identifiers (or a word of one) occurs in ``text``."""
+    folded = text.casefold()
+    digits = re.sub(r"\D", "", text)
+    for values in known.values():
+        for value in values:
+            v = str(value)
+            d = re.sub(r"\D", "", v)
+            if len(d) >= 7 and d[-7:] in digits:
+                return True
+            for word in re.sub(r"\d+", " ", v).split():
+                if len(word) >= 2 and word.casefold() in folded:
+                    return True
+    return False
 
+
+def _free_text(values: pd.Series, ctx: _Context, *, short: bool = False) -> pd.Series:
+    from workbench.cohort.deid.text import DEFAULT_ENTITIES, PATTERN_ENTITIES, deidentify_text
+
+    entities = PATTERN_ENTITIES if short else DEFAULT_ENTITIES
+    # The same coded value repeats across thousands of rows: de-identify each text once, and
+    # again with the patient's identifiers only where one of them occurs in it.
+    blind: dict[str, str] = {}
     out: list[Any] = []
     for text, pid in zip(values, ctx.patient_ids, strict=True):
         if text is None or (not isinstance(text, str) and pd.isna(text)):
             out.append(None)
             continue
-        known = ctx.known(str(pid)) if pid is not None and not pd.isna(pid) else None
-        out.append(deidentify_text(str(text), known_identifiers=known).text)
+        text = str(text)
+        known = ctx.known(str(pid)) if pid is not None and not pd.isna(pid) else {}
+        if known and _mentions(known, text):
+            out.append(deidentify_text(text, known_identifiers=known, entities=entities).text)
+            continue
+        if text not in blind:
+            blind[text] = deidentify_text(text, entities=entities).text
+        out.append(blind[text])
     return pd.Series(out, index=values.index, dtype="object")
 
 
@@ -553,10 +581,8 @@ def deidentified_table(
             out["age_band"] = pd.Series([age_band(a) for a in ages], index=df.index, dtype="object")
         elif rule == "zip3":
             out["zip3"] = values.map(zip3).astype("object")
-        elif rule == "free_text":
-            if importlib.util.find_spec("workbench.cohort.deid.text") is None:
-                continue  # no text de-identifier in this build: free text is not exported
-            out[col] = _free_text(values, ctx)
+        elif rule in ("free_text", "short_text"):
+            out[col] = _free_text(values, ctx, short=rule == "short_text")
         else:
             raise DeidError(f"unknown de-identification rule {rule!r} for column {table}.{col}")
     return pd.DataFrame(out, index=df.index)

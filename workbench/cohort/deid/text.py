@@ -47,6 +47,23 @@ DEFAULT_ENTITIES: tuple[str, ...] = (
     "URL",
 )
 
+#: Types found by patterns rather than by the NER model: for short coded values, where a
+#: capitalised term ("Myocardial Infarction") is far more likely than a stranger's name.
+PATTERN_ENTITIES: tuple[str, ...] = (
+    "STREET_ADDRESS",
+    "ZIP_CODE",
+    "DATE_TIME",
+    "PHONE_NUMBER",
+    "EMAIL_ADDRESS",
+    "US_SSN",
+    "MRN",
+    "US_DRIVER_LICENSE",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "URL",
+)
+
 #: Detections scoring below this are ignored.
 SCORE_THRESHOLD = 0.4
 
@@ -252,10 +269,14 @@ _HEADING_LABEL = re.compile(r"[\s•*>·\-]*(?:[A-Z][\w'/\-]*(?:,|[ \t]+(?:and|&
 _LABEL_REST = re.compile(r"(?:(?:,|[ \t]+(?:and|&|or))?[ \t]+[A-Z][\w'/\-]*){0,5}[ \t]*:(?![ \t]*[\"“])")
 
 
+def _from_known(result: Any) -> bool:
+    meta = getattr(result, "recognition_metadata", None) or {}
+    return bool(meta.get("recognizer_name") == "WbKnownIdentifiers")
+
+
 def _is_identifying(text: str, result: Any) -> bool:
     """Drop relative dates and note headings: they point at no day and no person."""
-    meta = getattr(result, "recognition_metadata", None) or {}
-    if meta.get("recognizer_name") == "WbKnownIdentifiers":
+    if _from_known(result):
         return True  # the patient's own identifiers are redacted wherever they occur
     value = text[result.start : result.end]
     if result.entity_type == "DATE_TIME":
@@ -273,6 +294,8 @@ def _is_identifying(text: str, result: Any) -> bool:
         # "• Musculoskeletal: ...", "• Ears, Nose, Mouth and Throat: ..." - the label that opens a
         # line is a heading, not a list of names.
         line_start = text.rfind("\n", 0, result.start) + 1
+        if text.startswith("#", line_start):
+            return False  # a Markdown heading ("# History of Present Illness")
         if (
             _HEADING_LABEL.fullmatch(text, line_start, result.start)
             and _LABEL_REST.match(text, result.end)
@@ -343,24 +366,30 @@ def deidentify_text(
     from workbench.cohort.deid.recognizers import known_identifier_recognizer
 
     wanted = list(entities) if entities is not None else list(DEFAULT_ENTITIES)
+    ask = list(wanted)
     engines = _engines()
     ad_hoc = []
     if known_identifiers:
         recognizer = known_identifier_recognizer(known_identifiers)
         if recognizer is not None:
             ad_hoc.append(recognizer)
-            wanted += [e for e in recognizer.supported_entities if e not in wanted and entities is None]
+            # The patient's own identifiers are redacted whatever ``entities`` says.
+            ask += [e for e in recognizer.supported_entities if e not in ask]
     with _lock:  # spaCy pipelines are not re-entrant across threads
         lowercase = not any(ch.isupper() for ch in text)
         seen = _truecase_unknown(text, engines) if lowercase else text
         results = engines.analyzer.analyze(
             text=seen,
             language="en",
-            entities=wanted,
+            entities=ask,
             score_threshold=SCORE_THRESHOLD,
             ad_hoc_recognizers=ad_hoc or None,
         )
-    kept = [_trim_lines(seen, r) for r in results if r.entity_type in wanted and _is_identifying(seen, r)]
+    kept = [
+        _trim_lines(seen, r)
+        for r in results
+        if _from_known(r) or (r.entity_type in wanted and _is_identifying(seen, r))
+    ]
     if "PERSON" in wanted:
         kept += _repeated_names(seen, kept)
     spans = _merge(kept)
