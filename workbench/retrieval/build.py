@@ -68,6 +68,7 @@ def build_index(
         overlap=settings.chunk_overlap,
         corpora=info,
         cache=cache,
+        cache_checkpoint=cache_dir if write_cache else None,
         progress=progress,
     )
     index.manifest["fusion"] = settings.fusion

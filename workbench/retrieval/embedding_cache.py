@@ -88,8 +88,20 @@ class EmbeddingCache:
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return path
 
-    def encode(self, embedder: Embedder, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
-        """Vectors for ``texts``: cached ones read back, the rest encoded and added."""
+    def encode(
+        self,
+        embedder: Embedder,
+        texts: list[str],
+        *,
+        show_progress: bool = False,
+        checkpoint: Path | None = None,
+        block: int = 2048,
+    ) -> np.ndarray:
+        """Vectors for ``texts``: cached ones read back, the rest encoded and added.
+
+        With ``checkpoint`` the cache is saved there after every ``block`` encoded passages,
+        so an interrupted build resumes where it stopped.
+        """
         if embedder.fingerprint != self.fingerprint:
             raise ValueError("embedding cache belongs to another model")
         keys = [passage_key(self.fingerprint, t) for t in texts]
@@ -100,12 +112,24 @@ class EmbeddingCache:
             vec = self._vectors[[self._pos[keys[i]] for i in found]].astype(np.float32)
             vec /= np.linalg.norm(vec, axis=1, keepdims=True).clip(min=1e-12)
             out[found] = vec
-        if missing:
-            # encode in length order: batches of similar length waste less padding
-            order = sorted(missing, key=lambda i: len(texts[i]))
-            fresh = embedder.encode([texts[i] for i in order], show_progress=show_progress)
-            out[order] = fresh
-            self._add([keys[i] for i in order], fresh)
+        # encode in length order: batches of similar length waste less padding
+        order = sorted(missing, key=lambda i: len(texts[i]))
+        bar = None
+        if show_progress and order:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(order), desc="encoding", unit="passage")
+        for start in range(0, len(order), block):
+            part = order[start : start + block]
+            fresh = embedder.encode([texts[i] for i in part])
+            out[part] = fresh
+            self._add([keys[i] for i in part], fresh)
+            if checkpoint is not None:
+                self.save(checkpoint)
+            if bar is not None:
+                bar.update(len(part))
+        if bar is not None:
+            bar.close()
         self.hits += len(found)
         self.misses += len(missing)
         return out

@@ -170,9 +170,14 @@ class EvidenceIndex:
         overlap: int = 40,
         corpora: dict[str, Any] | None = None,
         cache: EmbeddingCache | None = None,
+        cache_checkpoint: Path | None = None,
         progress: bool = False,
     ) -> EvidenceIndex:
-        """Chunk, embed and index ``documents`` into ``folder`` (replacing what was there)."""
+        """Chunk, embed and index ``documents`` into ``folder`` (replacing what was there).
+
+        With a ``cache``, known passages are not re-encoded; with ``cache_checkpoint`` the cache
+        is saved there as encoding proceeds, so an interrupted build resumes.
+        """
         from workbench.corpus import TokenizerCounter, chunk_documents, passage_text
 
         folder = Path(folder)
@@ -191,7 +196,7 @@ class EvidenceIndex:
             )
         )
         texts = [passage_text(c) for c in chunks]
-        vectors = _encode(embedder, texts, cache, progress)
+        vectors = _encode(embedder, texts, cache, progress, cache_checkpoint)
         rows = _rows_table(chunks)
         dense = DenseIndex.build(vectors, dense_kind)
         sparse = SparseIndex(tokenize(texts))
@@ -480,10 +485,16 @@ class EvidenceIndex:
 # ---------------------------------------------------------------------- helpers
 
 
-def _encode(embedder: Embedder, texts: list[str], cache: EmbeddingCache | None, progress: bool) -> np.ndarray:
+def _encode(
+    embedder: Embedder,
+    texts: list[str],
+    cache: EmbeddingCache | None,
+    progress: bool,
+    checkpoint: Path | None = None,
+) -> np.ndarray:
     if cache is None:
         return embedder.encode(texts, show_progress=progress)
-    return cache.encode(embedder, texts, show_progress=progress)
+    return cache.encode(embedder, texts, show_progress=progress, checkpoint=checkpoint)
 
 
 def _progress(items: Iterable[Document], enabled: bool, desc: str) -> Iterable[Document]:
