@@ -110,7 +110,13 @@ def run(args: argparse.Namespace) -> dict:
     docs = list(read_beir_jsonl(beir / "corpus.jsonl", corpus=beir.name or "beir"))
     t0 = time.perf_counter()
     index = EvidenceIndex.build(
-        docs, folder, embedder=embedder, dense_kind=args.dense_index, cache=cache, progress=args.progress
+        docs,
+        folder,
+        embedder=embedder,
+        dense_kind=args.dense_index,
+        cache=cache,
+        cache_checkpoint=Path(args.cache_dir) if args.cache_dir else None,
+        progress=args.progress,
     )
     build_s = time.perf_counter() - t0
     if cache is not None:
