@@ -318,7 +318,14 @@ ADDRESS_RULES: list[Rule] = [
     # Units and boxes: "Apt. 675", "Suite 201", "P.O. Box 255", "PSC 0413, Box 8144".
     Rule("STREET_ADDRESS", rf"(?<![\p{{L}}]){_UNIT}\b", 0.6),
     # Military and postal lines: "APO AA 42323".
-    Rule("STREET_ADDRESS", r"\b(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5}\b", 0.8, flags=0),
+    Rule("STREET_ADDRESS", r"\b(?i:APO|FPO|DPO)[ \t]+(?i:AA|AE|AP)[ \t]+\d{5}\b", 0.8, flags=0),
+    # A ship's name above its fleet post office: "USNS Saibara\nFPO AP 12428".
+    Rule(
+        "STREET_ADDRESS",
+        r"\b(?i:USNS|USNV|USS|USCGC)[ \t]+[\p{L}'’\-]+(?:[ \t]+[\p{L}'’\-]+)?[ \t]*\n[ \t]*(?i:FPO|APO)[ \t]+(?i:AA|AE|AP)[ \t]+\d{5}\b",
+        0.85,
+        flags=0,
+    ),
     # After an address cue, take the rest of the clause when it holds a number or an address word.
     Rule(
         "STREET_ADDRESS",
@@ -587,7 +594,7 @@ def extend_address(text: str, start: int, end: int) -> int:
         body = line.strip().lstrip(">?*•·- \t").rstrip(".?!")
         if not body.strip() or not _address_like(body):
             # A last line that starts like an address and then goes on in prose: take its start.
-            head = re.match(r"^[ \t]*((?:[\p{Lu}\d][^\s]*[ \t]*){1,4}?\d{4,6})(?=[ \t]+\p{Ll})", line)
+            head = re.match(r"^[ \t>]*(\S.{0,60}?\d{4,6})(?=\.?[ \t]+\S)", line)
             if head is not None and body.strip() and _address_like(head.group(1)):
                 end = pos + 1 + head.end(1)
             break

@@ -249,7 +249,7 @@ def _trim_lines(text: str, result: Any) -> Any:
 # A date names a calendar day or year: a year, digits with separators, a time, a month or
 # a weekday. "3 months", "next week" or "HR 72" do not.
 _DATE_ANCHOR = re.compile(
-    r"\b(?:19|20)\d{2}\b|\d[/.-]\d|\d:\d\d|\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|"
+    r"\b(?:19|20)\d{2}\b|\b\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}\b|\b\d{1,2}/(?:19|20)\d{2}\b|\d:\d\d|\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|"
     r"june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|mon(?:day)?|"
     r"tue(?:s(?:day)?)?|wed(?:nesday)?|thu(?:rs(?:day)?)?|fri(?:day)?|sat(?:urday)?|sun(?:day)?)\b\.?",
     re.IGNORECASE,
