@@ -107,7 +107,10 @@ def test_voila_app_serves_case_explorer_without_code(tmp_path: Path, index_dir: 
     ]
     base = f"http://127.0.0.1:{port}"
     env = server_env(tmp_path, index_dir)
-    with serve(cmd, f"{base}/", env, tmp_path / "voila.log", timeout=180), browser_page() as page:
+    with (
+        serve(cmd, f"tcp://127.0.0.1:{port}", env, tmp_path / "voila.log", timeout=180),
+        browser_page() as page,
+    ):
         page.goto(f"{base}/", timeout=240_000)
         page.wait_for_selector(".wb-patient-picker select", timeout=240_000)
         # A standalone page: widgets and outputs, no code cells or editors.
