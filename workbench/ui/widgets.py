@@ -128,7 +128,9 @@ class EvidenceSearch(_Base):
         )
         self.results = _cls(w.HTML(), "wb-results")
         self.button.on_click(lambda _b: self.search())
-        self.query.on_submit(lambda _t: self.search())  # type: ignore[attr-defined]  # Text.on_submit is deprecated but works
+        # Enter (not every keystroke) commits the text and runs the search.
+        self.query.continuous_update = False
+        self.query.observe(lambda c: self.search() if c["new"].strip() else None, names="value")
         self.children = [
             self._style,
             w.HBox([self.query, self.button]),
@@ -161,8 +163,9 @@ class EvidenceSearch(_Base):
 
     def search(self, query: str | None = None) -> list[Any]:
         """Run the search (callback of the button and the query box); returns the hits."""
-        if query is not None:
-            self.query.value = query
+        if query is not None and query != self.query.value:
+            self.query.value = query  # the query box's observer runs the search
+            return self.hits
 
         def run() -> None:
             q = self.query.value
