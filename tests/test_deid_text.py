@@ -181,3 +181,18 @@ def test_cli_deid_text_rejects_non_utf8(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert "latin1.txt" in err and "UTF-8" in err and "Núñez" not in err
     assert cli_main(["deid", "text", str(tmp_path / "missing.txt")]) == 1
+
+
+def test_blank_pipeline_fallback_still_redacts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without an installed English model the analyzer runs on spacy.blank("en") and rules."""
+    monkeypatch.setattr(deid_text, "spacy_model_name", lambda: None)
+    deid_text._engines.cache_clear()
+    try:
+        assert deid_text.analyzer_info()["spacy_model"] == "blank"
+        res = deidentify_text(
+            "My name is Barnaby Quigley, call 617-555-0199 or visit 12 Elm Street on 03/14/2021."
+        )
+        for secret in ("Barnaby Quigley", "617-555-0199", "12 Elm Street", "03/14/2021"):
+            assert secret not in res.text, secret
+    finally:
+        deid_text._engines.cache_clear()
