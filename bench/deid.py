@@ -1,6 +1,7 @@
 """Free-text de-identification benchmark: recall and precision per entity type.
 
     python bench/deid.py --data /work/shared/data/deid_notes/presidio_synth_v2_dev.json [--json OUT]
+        [--fhir ../shared/data/synthea_r4/bundles ../shared/data/synthea_bulk_ndjson_10]
 
 A gold span counts as found when the redaction covers it: every letter and digit of the
 gold span lies inside some predicted span (whatever type the detector gave it; spaces and
@@ -208,6 +209,125 @@ def evaluate_aci(folder: Path) -> dict[str, Any]:
     }
 
 
+def _source_patients(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every Patient resource in the FHIR bundles and NDJSON files under ``paths``."""
+    import gzip
+
+    out: list[dict[str, Any]] = []
+    for root in paths:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for f in files:
+            name = f.name
+            opener = gzip.open if name.endswith(".gz") else open
+            if ".ndjson" in name and name.startswith("Patient"):
+                with opener(f, "rt", encoding="utf-8") as fh:
+                    out.extend(json.loads(line) for line in fh if line.strip())
+            elif name.endswith((".json", ".json.gz")):
+                with opener(f, "rt", encoding="utf-8") as fh:
+                    doc = json.load(fh)
+                for e in doc.get("entry", []) if isinstance(doc, dict) else []:
+                    if e.get("resource", {}).get("resourceType") == "Patient":
+                        out.append(e["resource"])
+    return out
+
+
+def evaluate_structured(paths: list[Path]) -> dict[str, Any]:
+    """Import FHIR files into a scratch workspace, export every table de-identified, search for leaks.
+
+    Searched in the whole export: every name part (with and without Synthea's digits), street
+    line, city, telecom value (also with other separators) and identifier value of every source
+    patient; in each patient's own rows: the exact birth date (ISO and US forms).
+    """
+    import os
+    import secrets
+    import tempfile
+
+    from workbench.cohort.deid import deidentified_table, k_anonymity, pseudonym, workspace_key
+    from workbench.cohort.importer import import_paths
+    from workbench.cohort.store import RECORD_TABLES, table_counts
+    from workbench.workspace import open_workspace
+
+    os.environ.setdefault("WB_PASSPHRASE", secrets.token_hex(16))
+    with tempfile.TemporaryDirectory(prefix="wb-deid-bench-") as tmp:
+        ws = open_workspace(Path(tmp) / "ws")
+        t0 = time.perf_counter()
+        result = import_paths(ws, paths)
+        t_import = time.perf_counter() - t0
+        key = workspace_key(ws)
+        con = ws.connect()
+        t0 = time.perf_counter()
+        try:
+            counts = table_counts(con)
+            frames = {t: deidentified_table(con, t, key) for t in RECORD_TABLES if counts.get(t)}
+        finally:
+            con.close()
+        t_deid = time.perf_counter() - t0
+        ws.close()
+    blobs = {t: df.to_csv(index=False) for t, df in frames.items()}
+    whole = "\n".join(blobs.values())
+    patients = _source_patients(paths)
+    searched = leaks = birth_leaks = 0
+    leak_kinds: Counter[str] = Counter()
+    by_patient: dict[str, list[str]] = defaultdict(list)
+    for df in frames.values():
+        if "patient_id" in df.columns:
+            for pid, part in df.groupby("patient_id"):
+                by_patient[str(pid)].append(part.to_csv(index=False))
+    for p in patients:
+        values: list[tuple[str, str]] = []
+        for n in p.get("name", []):
+            for part in [n.get("family", ""), *n.get("given", [])]:
+                for v in {part, re.sub(r"\d+$", "", part)}:
+                    if len(v) >= 3:
+                        values.append(("name", v))
+        for a in p.get("address", []):
+            values += [("street", line) for line in a.get("line", [])]
+            if a.get("city"):
+                values.append(("city", a["city"]))
+        values += [("telecom", t["value"]) for t in p.get("telecom", []) if t.get("value")]
+        values += [("identifier", i["value"]) for i in p.get("identifier", []) if i.get("value")]
+        for kind, v in values:
+            searched += 1
+            if re.search(rf"(?<![\w-]){re.escape(v)}(?![\w-])", whole):
+                leaks += 1
+                leak_kinds[kind] += 1
+            digits = re.sub(r"\D", "", v)
+            if kind == "telecom" and len(digits) >= 7:
+                if re.search(r"(?<!\d)" + r"[\s().-]*".join(digits) + r"(?!\d)", whole):
+                    leaks += 1
+                    leak_kinds["telecom (reformatted)"] += 1
+        birth = p.get("birthDate")
+        if birth:
+            own = "\n".join(by_patient.get(pseudonym(key, p["id"], "patient"), []))
+            y, m, d = birth.split("-")[:3]
+            searched += 1
+            if any(form in own for form in (birth, f"{int(m)}/{int(d)}/{y}", f"{m}/{d}/{y}")):
+                birth_leaks += 1
+    k = k_anonymity(frames["patients"]) if "patients" in frames else None
+    return {
+        "paths": [str(p) for p in paths],
+        "patients_in_sources": len(patients),
+        "patients_imported": result.patients,
+        "rows_exported": {t: len(df) for t, df in frames.items()},
+        "import_seconds": round(t_import, 2),
+        "deidentify_seconds": round(t_deid, 2),
+        "values_searched": searched,
+        "identifier_leaks": leaks,
+        "leaks_by_kind": dict(leak_kinds),
+        "birth_date_leaks": birth_leaks,
+        "k_anonymity": None
+        if k is None
+        else {
+            "quasi": list(k.quasi),
+            "k": k.k,
+            "threshold": k.threshold,
+            "classes": k.n_classes,
+            "classes_below_threshold": len(k.small_classes),
+            "records_in_small_classes": k.records_in_small_classes,
+        },
+    }
+
+
 def to_markdown(res: dict[str, Any]) -> str:
     p = res["presidio"]
     lines = [
@@ -249,6 +369,22 @@ def to_markdown(res: dict[str, Any]) -> str:
             f"The blind pass redacts {a['share_of_characters_redacted']:.1%} of the notes' characters; "
             f"spans by type: {', '.join(f'{k} {v}' for k, v in a['spans_per_type'].items())}.",
         ]
+    if res.get("structured"):
+        st = res["structured"]
+        ka = st["k_anonymity"] or {}
+        lines += [
+            "",
+            "## Structured Safe Harbor export",
+            "",
+            f"{st['patients_imported']} patients imported from {', '.join(Path(p).name for p in st['paths'])} "
+            f"in {st['import_seconds']} s; every records table de-identified in {st['deidentify_seconds']} s "
+            f"({sum(st['rows_exported'].values())} rows).",
+            f"Searched {st['values_searched']} identifying values of {st['patients_in_sources']} source patients: "
+            f"**{st['identifier_leaks']} identifier leaks, {st['birth_date_leaks']} exact birth dates** left with their patient.",
+            f"k-anonymity over {', '.join(ka.get('quasi', []))}: k = {ka.get('k')}, {ka.get('classes')} classes, "
+            f"{ka.get('classes_below_threshold')} below k = {ka.get('threshold')} "
+            f"({ka.get('records_in_small_classes')} patients).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -257,6 +393,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True, help="presidio-research style JSON with gold spans")
     ap.add_argument("--aci", type=Path, default=None, help="ACI-BENCH folder (default: next to the data)")
     ap.add_argument("--no-aci", action="store_true", help="skip the ACI-BENCH name check")
+    ap.add_argument(
+        "--fhir",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="FHIR bundle/NDJSON folders: import, export de-identified, search for every source identifier",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results JSON here")
     ap.add_argument("--limit", type=int, default=None, help="only the first N records")
     ap.add_argument("--show-misses", type=int, default=0, help="print up to N missed spans per type")
@@ -271,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     aci = args.aci or args.data.resolve().parent.parent / "clinical_notes" / "aci_bench"
     if not args.no_aci and aci.is_dir():
         res["aci"] = evaluate_aci(aci)
+    if args.fhir:
+        res["structured"] = evaluate_structured(list(args.fhir))
     out_dir = REPO / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(res, indent=2)
@@ -280,7 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(payload + "\n", encoding="utf-8")
     print(md)
-    return 0 if all(res["presidio"]["targets_met"].values()) else 1
+    ok = all(res["presidio"]["targets_met"].values())
+    if "structured" in res:
+        ok = ok and res["structured"]["identifier_leaks"] == 0 and res["structured"]["birth_date_leaks"] == 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
