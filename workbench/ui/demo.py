@@ -47,6 +47,9 @@ def demo_workspace(
         import_with_progress(ws, paths)
     else:
         import_paths(ws, paths)
+    from workbench.ui.widgets import release_database
+
+    release_database(ws)  # other notebooks and app pages may open the same workspace
     return ws
 
 

@@ -23,7 +23,14 @@ from workbench.errors import WorkbenchError
 from workbench.ui import figures
 from workbench.ui.html import STYLE, answer_card, findings_html, hits_html, table_html
 
-__all__ = ["CaseExplorer", "CohortExplorer", "EvidenceSearch", "WorkspacePanel", "show_figure"]
+__all__ = [
+    "CaseExplorer",
+    "CohortExplorer",
+    "EvidenceSearch",
+    "WorkspacePanel",
+    "release_database",
+    "show_figure",
+]
 
 
 def show_figure(out: w.Output, fig: go.Figure) -> None:
@@ -38,6 +45,19 @@ def show_figure(out: w.Output, fig: go.Figure) -> None:
             },
             raw=True,
         )
+
+
+def release_database(workspace: Any) -> None:
+    """Let go of the workspace's database file between callbacks.
+
+    DuckDB lets one process at a time open a database file. A Voilà app starts a kernel per
+    page visit, and JupyterLab a kernel per notebook, so a widget that kept the file open
+    would lock out every other page or notebook on the same workspace. The next call into the
+    workspace reopens it (a few milliseconds).
+    """
+    reopen = getattr(workspace, "_reopen", None)  # TODO(lead): a public Workspace.release()
+    if callable(reopen):
+        reopen()
 
 
 def _cls(widget: w.DOMWidget, name: str) -> w.DOMWidget:
@@ -70,7 +90,10 @@ class _Base(w.VBox):
         """Run a callback with a busy status; show workbench errors instead of raising them."""
         self._set_status(busy)
         try:
-            fn()
+            try:
+                fn()
+            finally:
+                release_database(getattr(self, "ws", None))
         except (WorkbenchError, ValueError, FileNotFoundError, PermissionError) as exc:
             self.status.value = _error_html(exc)
             self.last_error: BaseException | None = exc
@@ -205,6 +228,7 @@ class CohortExplorer(_Base):
             self._labs = lab_choices(con)
         finally:
             con.close()
+            release_database(self.ws)
         labs = [(x["label"], x["code"]) for x in self._labs]
         self.name = _cls(w.Text(value=name, description="Name"), "wb-cohort-name")
         self.index_date = _cls(
@@ -468,6 +492,7 @@ class CaseExplorer(_Base):
         self.figures: dict[str, go.Figure] = {}
         self._context: Any = None
         self.patients = list_patients(self.ws)
+        release_database(self.ws)
         options = [("Choose a patient…", "")] + [
             (
                 f"{p['patient']} · {p.get('sex') or 'sex ?'} · {p.get('age_band') or 'age ?'}"
@@ -679,6 +704,7 @@ class WorkspacePanel(_Base):
         self.erase_button.on_click(lambda _b: self.erase(self.source.value))
         self.verify_button.on_click(lambda _b: self.verify_audit())
         self.refresh()
+        release_database(self.ws)
         self.children = [
             self._style,
             self.sources_html,
