@@ -23,7 +23,7 @@ def test_all_is_unique_and_complete() -> None:
     public -= {"annotations", "TYPE_CHECKING", "Any"}
     assert public <= set(workbench.__all__)
     assert set(workbench._LAZY) <= set(workbench.__all__)
-    for sub in ("workbench.retrieval", "workbench.answer"):
+    for sub in ("workbench.retrieval", "workbench.answer", "workbench.workspace"):
         module = __import__(sub, fromlist=["__all__"])
         for name in module.__all__:
             if name[0].isupper() and not name.isupper() and name not in _NOT_TOP_LEVEL:
