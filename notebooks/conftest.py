@@ -8,7 +8,6 @@ import tempfile
 
 import pytest
 
-
 _HOME: list[str] = [""]
 
 
