@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Records import benchmark ({len(files)} bundles, {total:,} resources)",
         "",
-        "| engine | resources | seconds | resources/s | patients/s | peak RSS MB (all processes) | RSS before work MB |",
+        "| engine | resources | seconds | resources/s | patients/s | peak RSS MB (all processes) | max RSS before work MB (incl. workspace unlock) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in runs.items():

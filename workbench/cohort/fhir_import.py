@@ -107,6 +107,17 @@ def already_imported(con: duckdb.DuckDBPyConnection, sha256: str) -> bool:
     return row is not None
 
 
+def imported_hashes(con: duckdb.DuckDBPyConnection, hashes: list[str]) -> set[str]:
+    """Which of ``hashes`` belong to files imported completely before (one query for many files)."""
+    if not hashes:
+        return set()
+    rows = con.execute(
+        "SELECT DISTINCT sha256 FROM import_log WHERE status = 'ok' AND list_contains(?, sha256)",
+        [hashes],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
 # --------------------------------------------------------------------------- row batches
 
 
@@ -761,6 +772,7 @@ __all__ = [
     "already_imported",
     "import_bundle",
     "import_log_rows",
+    "imported_hashes",
     "import_ndjson",
     "sha256_file",
 ]

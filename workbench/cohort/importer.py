@@ -235,13 +235,10 @@ def import_paths(
         try:
             for arg in paths:
                 for kind, group in _plan(Path(arg), result):
-                    pending = [
-                        (path, rep)
-                        for path, rep in group
-                        if not fhir_import.already_imported(con, rep.sha256)
-                    ]
+                    done = fhir_import.imported_hashes(con, [rep.sha256 for _p, rep in group])
+                    pending = [(path, rep) for path, rep in group if rep.sha256 not in done]
                     for _path, rep in group:
-                        if not any(rep is r for _p, r in pending):
+                        if rep.sha256 in done:
                             rep.status = "already_imported"
                     if not pending:
                         continue
