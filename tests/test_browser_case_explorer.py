@@ -86,6 +86,9 @@ def test_jupyterlab_case_explorer_answers_with_sources_and_records(tmp_path: Pat
         assert chosen.startswith("P-")  # pseudonymous ids only
         page.wait_for_selector(".wb-case-summary .wb-card", timeout=120_000)
         page.wait_for_selector(".wb-timeline .js-plotly-plot", timeout=60_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator(".wb-timeline").screenshot(path=str(ARTIFACTS / "case_explorer_timeline.png"))
+        assert page.locator(".wb-lab-figure .js-plotly-plot").count() == 1
         counts = ask_and_check(page, QUESTION, ARTIFACTS / "case_explorer_jupyterlab.png")
         assert page.locator(".wb-error").count() == 0
     assert counts["sources"] >= 1, counts

@@ -68,7 +68,12 @@ def timeline_figure(events: pd.DataFrame, *, title: str = "Timeline") -> go.Figu
                         y=[kind] * len(part),
                         mode="markers",
                         name=name,
-                        marker={"color": colour, "size": 9 if name.startswith("abnormal") else 6},
+                        # abnormal results as open red rings, so normal results on the same day stay visible
+                        marker=(
+                            {"color": colour, "size": 12, "symbol": "circle-open", "line": {"width": 2}}
+                            if name.startswith("abnormal")
+                            else {"color": colour, "size": 6}
+                        ),
                         text=text,
                         hovertemplate="%{x|%Y-%m-%d}<br>%{text}<extra></extra>",
                     )
