@@ -282,7 +282,10 @@ def _workers(requested: int | None, n_files: int) -> int:
         return 1
     # Workers only pay where CPUs are idle: on a busy machine they just compete with the writer.
     cpus = os.cpu_count() or 1
-    spare = cpus - os.getloadavg()[0]
+    try:
+        spare = cpus - os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        spare = cpus - 1
     return min(4, int(spare) - 1) if spare >= 3 else 1
 
 
