@@ -25,6 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_workspace_option(p)
     p.add_argument("--person", default="self", help="Patient id for wellness rows (default: self).")
     p.add_argument("--strict", action="store_true", help="Stop at the first bad resource.")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Processes reading bundles in parallel (default: auto, 1 = none).",
+    )
+    p.add_argument(
+        "--txn-rows",
+        type=int,
+        default=20_000,
+        help="Rows of whole patients per transaction (1 = one transaction per patient).",
+    )
     add_json_flag(p)
     p.set_defaults(func=cmd_import)
 
@@ -63,7 +75,15 @@ def cmd_import(args: argparse.Namespace) -> int:
         if args.verbose and not args.json:
             print(f"{report.status:>9}  {report.file}", file=sys.stderr)
 
-    result = import_paths(ws, args.paths, person=args.person, strict=args.strict, progress=progress)
+    result = import_paths(
+        ws,
+        args.paths,
+        person=args.person,
+        strict=args.strict,
+        progress=progress,
+        workers=args.workers,
+        txn_rows=args.txn_rows,
+    )
     data = result.to_dict()
     if args.json:
         print_json(data)
