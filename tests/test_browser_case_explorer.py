@@ -122,4 +122,10 @@ def test_voila_app_serves_case_explorer_without_code(tmp_path: Path, index_dir: 
         choose_richest_patient(page, ".wb-patient-picker select")
         page.wait_for_selector(".wb-case-summary .wb-card", timeout=120_000)
         counts = ask_and_check(page, QUESTION, ARTIFACTS / "case_explorer_voila.png")
+        # A second visitor gets its own kernel on the same workspace; the first one's widgets
+        # released the database, so this page renders too.
+        second = page.context.browser.new_page()
+        second.goto(f"{base}/", timeout=240_000)
+        second.wait_for_selector(".wb-patient-picker select", timeout=240_000)
+        assert second.locator(".wb-patient-picker select option").count() == 5
     assert counts["sources"] >= 1 and counts["records"] >= 1, counts

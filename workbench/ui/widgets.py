@@ -118,7 +118,7 @@ class EvidenceSearch(_Base):
             "wb-search-query",
         )
         self.query.layout.width = "70%"
-        corpora = sorted(self.index.manifest.get("corpora", {})) if index is not None else []
+        corpora = sorted(self.index.manifest.get("corpora", {}))
         self.corpus = _cls(
             w.Dropdown(options=[("all corpora", "")] + [(c, c) for c in corpora], description="Corpus"),
             "wb-corpus",
