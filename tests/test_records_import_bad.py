@@ -197,3 +197,22 @@ def test_ndjson_truncated_gzip_rolls_back_the_file(
     )
     assert _count(ws, "SELECT count(*) FROM observations") == 0
     assert _count(ws, "SELECT count(*) FROM resource_keys") == before  # earlier import intact
+
+
+def test_ndjson_repeated_resource_across_chunks(ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.cohort import fhir_import
+
+    monkeypatch.setattr(fhir_import, "NDJSON_CHUNK", 10)
+    d = tmp_path / "bulk"
+    d.mkdir()
+    lines = []
+    for i in range(30):
+        o = _obs(f"o{i}", None)
+        o["subject"] = {"reference": "Patient/p1"}
+        lines.append(json.dumps(o))
+    lines += [lines[0], lines[25], lines[25]]  # repeats in an earlier chunk and in the same chunk
+    _ndjson(d / "Observation.000.ndjson.gz", lines)
+    result = import_paths(ws, [d])
+    assert not result.errors and result.duplicates == 3
+    assert _count(ws, "SELECT count(*) FROM observations") == 30
+    assert _count(ws, "SELECT count(DISTINCT resource_id) FROM observations") == 30

@@ -673,6 +673,9 @@ def import_ndjson(
                 buffer.add(batch, report)
                 buffer.write_pending()
                 batch = Batch()
+                # later repeats are found in the table itself (this transaction sees its own
+                # rows), so the id set stays the size of one chunk however long the file is
+                seen.clear()
         buffer.add(batch, report)
         buffer.write_pending()
         con.execute("COMMIT")
