@@ -80,6 +80,7 @@ class _Base(w.VBox):
         self.add_class("wb-widget")
         self.add_class(css)
         self._style = w.HTML(STYLE)
+        self.last_error: BaseException | None = None
 
     def _set_status(self, text: str) -> None:
         import html
@@ -96,7 +97,7 @@ class _Base(w.VBox):
                 release_database(getattr(self, "ws", None))
         except (WorkbenchError, ValueError, FileNotFoundError, PermissionError) as exc:
             self.status.value = _error_html(exc)
-            self.last_error: BaseException | None = exc
+            self.last_error = exc
         else:
             self.last_error = None
             if self.status.value.endswith(f"{busy}</span>"):
