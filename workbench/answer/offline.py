@@ -7,8 +7,10 @@ No language model is involved. Candidate sentences come from the numbered contex
                 + 0.15 * relevance of its item (retrieval rank, fact priority)
 
 Sentences are then picked by maximal marginal relevance (lambda 0.7) so near-duplicates
-(cosine above 0.85 to a picked sentence) are skipped, and picking stops at a floor relative
-to the best sentence so weakly related text is not padded in. The picked sentences are
+(cosine above 0.85 to a picked sentence) are skipped. The source holding the best sentence
+leads: its sentences qualify down to 75 % of the best relevance, sentences of other sources
+only from 90 %, so weakly related studies are not stitched in (floors chosen on PubMedQA
+development questions, see docs/answers.md). The picked sentences are
 printed grouped by source in context order, each ending with its citation.
 """
 
@@ -31,6 +33,8 @@ MMR_LAMBDA = 0.7
 REDUNDANT_COSINE = 0.85
 #: Stop once a sentence's relevance drops below this share of the best one.
 RELATIVE_FLOOR = 0.75
+#: Sentences from other sources than the one holding the best sentence must reach this share.
+SECONDARY_FLOOR = 0.9
 MIN_CONTENT_WORDS = 4
 
 
@@ -75,6 +79,7 @@ def select_sentences(
     *,
     max_sentences: int = 5,
     relative_floor: float = RELATIVE_FLOOR,
+    secondary_floor: float = SECONDARY_FLOOR,
 ) -> list[Candidate]:
     """Pick up to ``max_sentences`` relevant, non-redundant sentences (MMR)."""
     cands = candidates(items)
@@ -94,8 +99,16 @@ def select_sentences(
             + LEX_WEIGHT * token_recall(question, c.text)
             + ITEM_WEIGHT * prior.get(c.item, 0.0)
         )
-    best = max(c.relevance for c in cands)
-    pool = [i for i, c in enumerate(cands) if c.relevance >= relative_floor * best]
+    best_i = max(range(len(cands)), key=lambda i: cands[i].relevance)
+    best = cands[best_i].relevance
+    primary = cands[best_i].item
+    # The source holding the best sentence leads; another source joins only with a sentence
+    # nearly as relevant as the best, so unrelated studies are not stitched together.
+    pool = [
+        i
+        for i, c in enumerate(cands)
+        if c.relevance >= (relative_floor if c.item == primary else secondary_floor) * best
+    ]
     chosen: list[int] = []
     while pool and len(chosen) < max_sentences:
 
