@@ -201,3 +201,16 @@ def test_truncated_xml_and_zip_roll_back_only_that_file(ws, tmp_path: Path) -> N
     result = import_paths(ws, [z])
     assert result.files[0].status == "failed"
     assert _q(ws, "SELECT count(*) FROM measurements")[0][0] == before
+
+
+def test_identical_records_in_one_export_are_stored_once(ws, tmp_path: Path) -> None:
+    rec = (
+        '<Record type="HKQuantityTypeIdentifierStepCount" sourceName="Phone" unit="count" '
+        'startDate="2024-01-01 09:00:00 +0100" endDate="2024-01-01 10:00:00 +0100" value="{v}"/>'
+    )
+    body = "".join([rec.format(v=100), rec.format(v=100), rec.format(v=250), rec.format(v=100)])
+    f = tmp_path / "export.xml"
+    f.write_text(f'<?xml version="1.0"?><HealthData locale="en_US">{body}</HealthData>')
+    result = import_paths(ws, [f])
+    assert result.rows["measurements"] == 2 and result.duplicates == 2
+    assert sorted(r[0] for r in _q(ws, "SELECT value FROM measurements")) == [100.0, 250.0]

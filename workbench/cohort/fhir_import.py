@@ -128,6 +128,7 @@ class Batch:
         self.rows: dict[str, list[list[Any]]] = {}
         self.names: dict[str, list[str]] = {}
         self.keys: list[tuple[str, str, str, str]] = []  # table, resource_id, type, patient_id
+        self.runs: dict[str, list[int]] = {}  # start index of each resource's rows, per table
         self.n_rows = 0
 
     def __len__(self) -> int:
@@ -138,6 +139,8 @@ class Batch:
         if table not in self.rows:
             self.rows[table] = []
             self.names[table] = names
+            self.runs[table] = []
+        self.runs[table].append(len(self.rows[table]))  # one run per resource
         self.rows[table].extend(rows)
         self.n_rows += len(rows)
 
@@ -145,6 +148,24 @@ class Batch:
 def _derived(table: str, rtype: str) -> bool:
     """Rows copied from another resource (FHIR vitals into measurements) are not counted twice."""
     return table == "measurements" and rtype == "Observation"
+
+
+def _first_runs(
+    table: str, rows: list[list[Any]], runs: list[int], drop: set[tuple[str, str]]
+) -> list[list[Any]]:
+    """Rows minus the runs of ``drop`` ids and minus repeated runs of an id (one run per resource)."""
+    kept: list[list[Any]] = []
+    done: set[str] = set()
+    bounds = [*runs, len(rows)]
+    for start, end in zip(bounds, bounds[1:]):
+        if start == end:
+            continue
+        rid = rows[start][1]
+        if (table, rid) in drop or rid in done:
+            continue
+        done.add(rid)
+        kept.extend(rows[start:end])
+    return kept
 
 
 class TxnBuffer:
@@ -177,6 +198,7 @@ class TxnBuffer:
         self.names: dict[str, list[str]] = {}
         self.keys: list[tuple[str, str, str, str, int]] = []
         self.seen: set[tuple[str, str]] = set()
+        self._batch_seen: set[tuple[str, str]] = set()
         self.files: list[FileReport] = []
         self.n_rows = 0
 
@@ -186,21 +208,32 @@ class TxnBuffer:
         return len(self.files) - 1
 
     def add(self, batch: Batch, report: FileReport) -> None:
-        """Queue ``batch`` (from ``report``'s file); resources queued already count as duplicates."""
+        """Queue ``batch`` (from ``report``'s file); resources queued already count as duplicates.
+
+        A resource repeated inside ``batch`` (identical wellness records hash to one id) keeps
+        its first rows only.
+        """
         fidx = self._file_index(report)
-        drop: set[tuple[str, str]] = set()
+        queued_before: set[tuple[str, str]] = set()
+        repeats = False
+        seen = self.seen
         for table, rid, rtype, pid in batch.keys:
             tk = (table, rid)
-            if tk in self.seen:
-                drop.add(tk)
+            if tk in seen:
+                if tk in self._batch_seen:
+                    repeats = True
+                else:
+                    queued_before.add(tk)
                 if not _derived(table, rtype):
                     report.duplicates += 1
             else:
-                self.seen.add(tk)
+                seen.add(tk)
+                self._batch_seen.add(tk)
                 self.keys.append((table, rid, rtype, pid, fidx))
+        self._batch_seen.clear()
         for table, rows in batch.rows.items():
-            if drop:
-                rows = [r for r in rows if (table, r[1]) not in drop]
+            if queued_before or repeats:
+                rows = _first_runs(table, rows, batch.runs.get(table, [0]), queued_before)
             for r in rows:
                 r.append(fidx)
             if table not in self.rows:
