@@ -134,6 +134,14 @@ class EmbeddingCache:
         self.misses += len(missing)
         return out
 
+    def merge(self, other: EmbeddingCache) -> None:
+        """Add every passage of ``other`` (same model) that this cache lacks."""
+        if other.fingerprint != self.fingerprint:
+            raise ValueError("cannot merge embedding caches of different models")
+        keys = sorted(other._pos, key=other._pos.__getitem__)
+        if keys:
+            self._add(keys, other._vectors[[other._pos[k] for k in keys]])
+
     def _add(self, keys: list[bytes], vectors: np.ndarray) -> None:
         new = {k: i for i, k in enumerate(keys) if k not in self._pos}
         if not new:
