@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,28 @@ def test_plain_language_note_is_deidentified_for_untrusted_endpoint(
         assert part.lower() not in body.lower()
     assert answer.settings["deidentified_context"] is True
     assert answer.sentences[0].citations == [1]
+
+
+def test_explain_labs_and_prepare_visit_through_untrusted_endpoint(workspace: Any, index: Any) -> None:
+    from workbench.answer import explain_labs, prepare_visit
+
+    def reply(req: dict[str, Any]) -> str:
+        # Cite the HbA1c record by the number the prompt gave it, plus one number not in the context.
+        user = req["messages"][1]["content"]
+        m = re.search(r"\[(\d+)\] \(patient record: observations [^)]*\)\nHemoglobin A1c", user)
+        n = m.group(1) if m else "1"
+        return f"Your Hemoglobin A1c of 7.4 % is high, above its reference range [{n}]. Metformin lowers HbA1c [99]."
+
+    with FakeLLMServer(reply) as srv:
+        settings = _settings(srv.base_url)
+        labs = explain_labs("pat-0001", workspace=workspace, index=index, settings=settings)
+        visit = prepare_visit("pat-0001", workspace=workspace, settings=settings)
+        bodies = [b.decode("utf-8") for b in srv.raw_bodies]
+    assert len(bodies) == 2
+    for body in bodies:
+        for value in records_db.IDENTIFIER_STRINGS:
+            assert value.lower() not in body.lower()
+        assert "2024-03-05" not in body
+    assert labs.model == visit.model == "test-model"
+    assert labs.sentences[0].supported and labs.records[0]["resource_id"] == "obs-a1c-3"
+    assert [r["citation"] for r in labs.removed_citations] == [99]
