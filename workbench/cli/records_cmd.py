@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--person", default="self", help="Patient id for wellness rows (default: self).")
     p.add_argument("--strict", action="store_true", help="Stop at the first bad resource.")
     p.add_argument(
+        "--purpose",
+        choices=["personal_care", "research"],
+        default=None,
+        help="Consent purpose recorded for new sources (default: WB_IMPORT_PURPOSE or personal_care).",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -83,6 +89,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         progress=progress,
         workers=args.workers,
         txn_rows=args.txn_rows,
+        purpose=args.purpose,
     )
     data = result.to_dict()
     if args.json:

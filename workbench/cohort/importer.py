@@ -209,10 +209,13 @@ def import_paths(
     progress: Callable[[FileReport], None] | None = None,
     txn_rows: int = 20_000,
     workers: int | None = None,
+    purpose: str | None = None,
 ) -> ImportResult:
     """Import every records file under ``paths`` into the workspace; see the module docstring.
 
     ``person`` is the patient id given to wellness rows (FHIR rows use the Patient id).
+    ``purpose`` is the consent purpose recorded for new sources (``personal_care`` or ``research``;
+    default ``WB_IMPORT_PURPOSE`` or ``personal_care``).
     With ``strict`` the first bad resource raises :class:`RecordFormatError`; otherwise bad
     resources are skipped or roll back their patient (see :mod:`fhir_import`) and reported.
     ``txn_rows`` is how many rows of whole patients share one transaction (1: a transaction
@@ -242,7 +245,7 @@ def import_paths(
                             rep.status = "already_imported"
                     if not pending:
                         continue
-                    source_id = _register(ws, Path(arg), kind, group)
+                    source_id = _register(ws, Path(arg), kind, group, purpose)
                     for _path, report in pending:
                         report.source_id = source_id
                         sources.setdefault(source_id, []).append(report)
@@ -346,18 +349,20 @@ def _plan(arg: Path, result: ImportResult) -> list[tuple[str, list[tuple[Path, F
     return list(groups.items())
 
 
-def _register(ws: Workspace, arg: Path, kind: str, group: list[tuple[Path, FileReport]]) -> str:
+def _register(
+    ws: Workspace, arg: Path, kind: str, group: list[tuple[Path, FileReport]], purpose: str | None = None
+) -> str:
     """One source per export: a file given on its own, or all files of one kind in a folder given.
 
     A folder of bundles or a bulk NDJSON export is one export, so it is one source for consent
     and erasure; its sha256 covers every file's name and content.
     """
     if arg.is_file():
-        return ws.register_source(arg, kind=kind, sha256=group[0][1].sha256)
+        return ws.register_source(arg, kind=kind, sha256=group[0][1].sha256, purpose=purpose)
     h = hashlib.sha256()
     for path, rep in sorted(group, key=lambda g: str(g[0])):
         h.update(f"{path.relative_to(arg).as_posix()}\t{rep.sha256}\n".encode())
-    return ws.register_source(arg, kind=f"{kind}_folder", sha256=h.hexdigest())
+    return ws.register_source(arg, kind=f"{kind}_folder", sha256=h.hexdigest(), purpose=purpose)
 
 
 def _import_one(
