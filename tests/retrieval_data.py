@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
+
+from workbench.retrieval import EvidenceIndex, load_embedder
 from workbench.types import Document, Section
 
 DOCS = [
@@ -83,3 +89,19 @@ def make_docs() -> list[Document]:
             )
         )
     return out
+
+
+@pytest.fixture(scope="session")
+def built_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small index, built once per test session (embedding is the slow part)."""
+    folder = tmp_path_factory.mktemp("idx") / "index"
+    EvidenceIndex.build(make_docs(), folder, embedder=load_embedder())
+    return folder
+
+
+@pytest.fixture
+def index_dir(built_index: Path, tmp_path: Path) -> Path:
+    """A private copy of the small index that a test may change."""
+    dest = tmp_path / "index"
+    shutil.copytree(built_index, dest)
+    return dest

@@ -1,34 +1,19 @@
 """`workbench index ...`, `workbench search` and the retrieval benchmark on small real data."""
+# ruff: noqa: F811  (pytest fixtures imported from retrieval_data are parameters here)
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from retrieval_data import DOCS, make_docs
+from retrieval_data import DOCS, built_index, index_dir, make_docs  # noqa: F401 - fixtures
 
 from workbench.cli import main
-from workbench.retrieval import EvidenceIndex, load_embedder
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def small_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("cli") / "index"
-    EvidenceIndex.build(make_docs(), folder, embedder=load_embedder())
-    return folder
-
-
-@pytest.fixture
-def index_copy(small_index: Path, tmp_path: Path) -> Path:
-    dest = tmp_path / "index"
-    shutil.copytree(small_index, dest)
-    return dest
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
@@ -36,8 +21,8 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
     return json.loads(capsys.readouterr().out)
 
 
-def test_search_json_contract(index_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    hits = run_json(capsys, "search", "metformin HbA1c", "--k", "3", "--json", "--folder", str(index_copy))
+def test_search_json_contract(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hits = run_json(capsys, "search", "metformin HbA1c", "--k", "3", "--json", "--folder", str(index_dir))
     assert isinstance(hits, list) and 1 <= len(hits) <= 3
     for key in ("doc_id", "chunk_id", "score", "title", "source", "snippet"):
         assert key in hits[0]
@@ -46,25 +31,25 @@ def test_search_json_contract(index_copy: Path, capsys: pytest.CaptureFixture[st
     assert scores == sorted(scores, reverse=True)
 
 
-def test_search_filters_and_text_output(index_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_search_filters_and_text_output(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     hits = run_json(
-        capsys, "search", "blood pressure", "--corpus", "guide", "--json", "--folder", str(index_copy)
+        capsys, "search", "blood pressure", "--corpus", "guide", "--json", "--folder", str(index_dir)
     )
     assert hits and {h["corpus"] for h in hits} == {"guide"}
-    assert main(["search", "blood pressure", "--mode", "bm25", "--folder", str(index_copy)]) == 0
+    assert main(["search", "blood pressure", "--mode", "bm25", "--folder", str(index_dir)]) == 0
     out = capsys.readouterr().out
     assert " 1. [" in out and "blood pressure" in out.lower()
 
 
-def test_unknown_corpus_is_a_clear_error(index_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["search", "x", "--corpus", "nosuch", "--folder", str(index_copy)]) == 1
+def test_unknown_corpus_is_a_clear_error(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", "x", "--corpus", "nosuch", "--folder", str(index_dir)]) == 1
     assert "nosuch" in capsys.readouterr().err
-    assert main(["index", "build", "--corpus", "nosuch", "--folder", str(index_copy.parent / "new")]) == 1
+    assert main(["index", "build", "--corpus", "nosuch", "--folder", str(index_dir.parent / "new")]) == 1
     assert "nosuch" in capsys.readouterr().err
 
 
-def test_info_add_delete(index_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    info = run_json(capsys, "index", "info", "--json", "--folder", str(index_copy))
+def test_info_add_delete(index_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    info = run_json(capsys, "index", "info", "--json", "--folder", str(index_dir))
     assert info["live_chunks"] == len(DOCS) and info["model"]["name"] == "all-MiniLM-L6-v2"
 
     notes = tmp_path / "my-guidelines"
@@ -73,24 +58,24 @@ def test_info_add_delete(index_copy: Path, tmp_path: Path, capsys: pytest.Captur
         "# Gout\n\nGout flares are treated with colchicine or NSAIDs.\n", encoding="utf-8"
     )
     added = run_json(
-        capsys, "index", "add", str(notes), "--corpus", "mine", "--json", "--folder", str(index_copy)
+        capsys, "index", "add", str(notes), "--corpus", "mine", "--json", "--folder", str(index_dir)
     )
     assert added["added_chunks"] >= 1
     hits = run_json(
-        capsys, "search", "colchicine for gout flares", "--k", "1", "--json", "--folder", str(index_copy)
+        capsys, "search", "colchicine for gout flares", "--k", "1", "--json", "--folder", str(index_dir)
     )
     assert hits[0]["corpus"] == "mine"
-    gone = run_json(capsys, "index", "delete", hits[0]["doc_id"], "--json", "--folder", str(index_copy))
+    gone = run_json(capsys, "index", "delete", hits[0]["doc_id"], "--json", "--folder", str(index_dir))
     assert gone["deleted_chunks"] >= 1
-    hits = run_json(capsys, "search", "colchicine for gout flares", "--json", "--folder", str(index_copy))
+    hits = run_json(capsys, "search", "colchicine for gout flares", "--json", "--folder", str(index_dir))
     assert all(h["corpus"] != "mine" for h in hits)
 
 
-def test_build_if_missing_keeps_a_valid_index(index_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    before = (index_copy / "manifest.json").read_bytes()
-    out = run_json(capsys, "index", "build", "--if-missing", "--json", "--folder", str(index_copy))
+def test_build_if_missing_keeps_a_valid_index(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (index_dir / "manifest.json").read_bytes()
+    out = run_json(capsys, "index", "build", "--if-missing", "--json", "--folder", str(index_dir))
     assert out["built"] is False
-    assert (index_copy / "manifest.json").read_bytes() == before
+    assert (index_dir / "manifest.json").read_bytes() == before
 
 
 def test_retrieval_benchmark_writes_contract_json(tmp_path: Path) -> None:

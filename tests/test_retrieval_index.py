@@ -1,4 +1,5 @@
 """The evidence index end to end: real model, real FAISS, real bm25s, real files."""
+# ruff: noqa: F811  (pytest fixtures imported from retrieval_data are parameters here)
 
 from __future__ import annotations
 
@@ -8,25 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from retrieval_data import DOCS, make_docs
+from retrieval_data import DOCS, built_index, index_dir, make_docs  # noqa: F401 - fixtures
 
 from workbench.errors import IndexCorrupt, IndexMissing, ModelMismatch, UnknownCorpus
 from workbench.retrieval import EmbeddingCache, EvidenceIndex, SearchFilters, load_embedder
 from workbench.types import Document
-
-
-@pytest.fixture(scope="session")
-def built_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("idx") / "index"
-    EvidenceIndex.build(make_docs(), folder, embedder=load_embedder())
-    return folder
-
-
-@pytest.fixture
-def index_dir(built_index: Path, tmp_path: Path) -> Path:
-    dest = tmp_path / "index"
-    shutil.copytree(built_index, dest)
-    return dest
 
 
 def test_round_trip_and_modes(index_dir: Path) -> None:
