@@ -31,7 +31,7 @@ def default_home() -> Path:
 class Settings(BaseSettings):
     """All workbench settings. Every field documents itself."""
 
-    model_config = SettingsConfigDict(env_prefix="WB_", extra="forbid", frozen=False)
+    model_config = SettingsConfigDict(env_prefix="WB_", extra="forbid", frozen=False, populate_by_name=True)
 
     home: Path = Field(default_factory=default_home, description="Root of the user's workbench data.")
     corpora_dir: Path = Field(
