@@ -43,7 +43,7 @@ from workbench.errors import DeidError
 
 DateMode = Literal["shift", "year"]
 
-#: Largest shift in days either way; every patient gets a non-zero offset in [-MAX, MAX].
+#: Largest shift in days; every patient's dates move forward by 1 to MAX days.
 MAX_SHIFT_DAYS = 365
 
 PROVENANCE_RULES: dict[str, str] = {
@@ -329,9 +329,13 @@ def age_in_years(birth: date, on: date) -> int:
 
 
 def date_offset_days(key: bytes, patient_id: str) -> int:
-    """The patient's date shift in days, non-zero, within +/- :data:`MAX_SHIFT_DAYS`."""
-    n = keyed_int(key, "date-shift", normalise(patient_id, "patient")) % (2 * MAX_SHIFT_DAYS)
-    return n - MAX_SHIFT_DAYS if n < MAX_SHIFT_DAYS else n - MAX_SHIFT_DAYS + 1
+    """The patient's date shift in days, between 1 and :data:`MAX_SHIFT_DAYS`.
+
+    Dates only move forward: with a backward shift of d days, an event d days after birth
+    (Synthea's well-baby visits) would land on the exact birth date. A forward shift can
+    only land there from before birth.
+    """
+    return 1 + keyed_int(key, "date-shift", normalise(patient_id, "patient")) % MAX_SHIFT_DAYS
 
 
 def rules_for(table: str, columns: list[str], dtypes: Mapping[str, str]) -> dict[str, str]:
