@@ -90,3 +90,19 @@ def test_bm25_matches_reference_formula() -> None:
     assert set(got) == set(expected)
     for i in expected:
         assert math.isclose(got[i], expected[i], rel_tol=1e-4)
+
+
+@given(scored, scored)
+def test_zscore_sum_is_complete_sorted_and_scale_free(a: dict[int, float], b: dict[int, float]) -> None:
+    fused = fusion.zscore_sum([a, b])
+    assert {k for k, _ in fused} == set(a) | set(b)
+    values = [v for _, v in fused]
+    assert values == sorted(values, reverse=True)
+    rescaled = fusion.zscore_sum([{k: 10 * v - 3 for k, v in a.items()}, b])
+    assert [round(v, 9) for _, v in rescaled] == [round(v, 9) for _, v in fused]
+
+
+def test_zscore_item_top_in_both_lists_wins() -> None:
+    dense = {"a": 0.9, "b": 0.5, "c": 0.4}
+    sparse = {"a": 12.0, "c": 8.0, "b": 1.0}
+    assert fusion.zscore_sum([dense, sparse])[0][0] == "a"

@@ -34,7 +34,14 @@ def test_manifest_records_model_and_counts(index_dir: Path) -> None:
     assert info["model"]["dimension"] == 384
     assert info["counts"]["documents"] == len(DOCS)
     assert set(info["corpora"]) == {"pubmed", "guide"}
-    assert set(info["files"]) == {"chunks.parquet", "vectors.npy", "dense.faiss", "tokens.jsonl"}
+    assert set(info["files"]) == {
+        "chunks.parquet",
+        "vectors.npy",
+        "dense.faiss",
+        "tokens.jsonl",
+        "doc_tokens.jsonl",
+        "doc_keys.json",
+    }
     assert "faiss-cpu" in info["versions"]
 
 

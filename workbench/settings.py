@@ -50,8 +50,9 @@ class Settings(BaseSettings):
         default="flat",
         description="FAISS index type: exact inner product, HNSW, or IVF-PQ for large corpora.",
     )
-    fusion: Literal["rrf", "weighted"] = Field(
-        default="rrf", description="How dense and sparse ranks combine."
+    fusion: Literal["zscore", "rrf", "weighted"] = Field(
+        default="zscore",
+        description="How dense and BM25 results combine: z-score sum, reciprocal rank fusion, or min-max weighted.",
     )
     chunk_tokens: int = Field(default=200, ge=32, description="Token budget of one chunk.")
     chunk_overlap: int = Field(default=40, ge=0, description="Tokens shared by neighbouring chunks.")

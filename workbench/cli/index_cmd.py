@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     search.add_argument("query")
     search.add_argument("--k", type=int, default=10, help="Number of hits (default 10).")
     search.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
-    search.add_argument("--fusion", choices=["rrf", "weighted"], default=None)
+    search.add_argument("--fusion", choices=["zscore", "rrf", "weighted"], default=None)
     search.add_argument("--corpus", action="append", default=None, help="Only this corpus (repeatable).")
     search.add_argument("--year-min", type=int, default=None)
     search.add_argument("--year-max", type=int, default=None)

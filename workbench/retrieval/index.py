@@ -6,7 +6,9 @@ Layout of an index folder::
     chunks.parquet   one row per chunk (row number = FAISS id = BM25 row), with a ``deleted`` flag
     vectors.npy      float32 unit vectors, row order (kept to rebuild FAISS or change its type)
     dense.faiss      the FAISS index
-    tokens.jsonl     BM25 tokens per row (bm25s re-weights from them on load)
+    tokens.jsonl     BM25 tokens per chunk row (bm25s re-weights from them on load)
+    doc_tokens.jsonl BM25 tokens per document (title + whole text) for document ranking
+    doc_keys.json    the document of each doc_tokens row ("corpus\0doc_id")
 
 A folder without ``manifest.json`` is a partial build; a file whose checksum differs from the
 manifest is corruption. Both raise :class:`~workbench.errors.IndexCorrupt`. Every write goes to
@@ -23,7 +25,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,13 +35,20 @@ from workbench.errors import IndexCorrupt, IndexMissing, ModelMismatch, UnknownC
 from workbench.retrieval.dense import DenseIndex, DenseKind
 from workbench.retrieval.embedder import Embedder, load_embedder
 from workbench.retrieval.embedding_cache import EmbeddingCache
-from workbench.retrieval.hybrid import SearchMode, hybrid_rank
+from workbench.retrieval.hybrid import DEFAULT_FUSION, FusionMethod, SearchMode, hybrid_rank
 from workbench.retrieval.sparse import SparseIndex, tokenize
 from workbench.types import Chunk, Document, Hit
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
-_DATA_FILES = ("chunks.parquet", "vectors.npy", "dense.faiss", "tokens.jsonl")
+_DATA_FILES = (
+    "chunks.parquet",
+    "vectors.npy",
+    "dense.faiss",
+    "tokens.jsonl",
+    "doc_tokens.jsonl",
+    "doc_keys.json",
+)
 
 
 @dataclass(slots=True)
@@ -103,6 +112,8 @@ class EvidenceIndex:
         vectors: np.ndarray,
         dense: DenseIndex,
         sparse: SparseIndex,
+        doc_sparse: SparseIndex,
+        doc_keys: list[str],
         manifest: dict[str, Any],
         embedder: Embedder | None = None,
     ) -> None:
@@ -111,6 +122,8 @@ class EvidenceIndex:
         self.vectors = vectors
         self.dense = dense
         self.sparse = sparse
+        self.doc_sparse = doc_sparse
+        self.doc_keys = doc_keys
         self._embedder = embedder
         self._set_rows(rows)
 
@@ -130,6 +143,16 @@ class EvidenceIndex:
         self._deleted = np.array(cols["deleted"], dtype=bool)
         self._cols = cols
         self._row_of_chunk = {c: i for i, c in enumerate(self._chunk_id)}
+        # a re-added document gets a new doc row; only its latest row is live
+        latest = {key: j for j, key in enumerate(self.doc_keys)}
+        self._docrow_of_chunk = np.array([latest.get(k, -1) for k in self._doc_key], dtype=np.int64)
+        self._rows_of_doc: dict[str, list[int]] = {}
+        for r, key in enumerate(self._doc_key):
+            if not self._deleted[r]:
+                self._rows_of_doc.setdefault(key, []).append(r)
+        self._doc_live = np.zeros(len(self.doc_keys), dtype=bool)
+        live_rows = self._docrow_of_chunk[~self._deleted]
+        self._doc_live[live_rows[live_rows >= 0]] = True
 
     def __len__(self) -> int:
         """Number of live (not deleted) chunks."""
@@ -186,9 +209,18 @@ class EvidenceIndex:
         counter = TokenizerCounter(embedder.tokenizer)
         # the budget covers the title line too and leaves room for [CLS]/[SEP]: no passage is truncated
         budget = max(16, min(max_tokens, embedder.max_seq_length - 2))
+        doc_keys: list[str] = []
+        doc_texts: list[str] = []
+
+        def remember(docs: Iterable[Document]) -> Iterable[Document]:
+            for d in docs:
+                doc_keys.append(f"{d.corpus}\0{d.doc_id}")
+                doc_texts.append(f"{d.title}\n{d.text}")
+                yield d
+
         chunks = list(
             chunk_documents(
-                _progress(documents, progress, "reading"),
+                remember(_progress(documents, progress, "reading")),
                 max_tokens=budget,
                 overlap=overlap,
                 count_tokens=counter,
@@ -200,6 +232,7 @@ class EvidenceIndex:
         rows = _rows_table(chunks)
         dense = DenseIndex.build(vectors, dense_kind)
         sparse = SparseIndex(tokenize(texts))
+        doc_sparse = SparseIndex(tokenize(doc_texts))
         counts: dict[str, dict[str, int]] = {}
         for c in chunks:
             entry = counts.setdefault(c.corpus, {"documents": 0, "chunks": 0})
@@ -228,7 +261,7 @@ class EvidenceIndex:
             "build_seconds": round(time.perf_counter() - t0, 2),
             "versions": _versions(),
         }
-        index = cls(folder, rows, vectors, dense, sparse, manifest, embedder)
+        index = cls(folder, rows, vectors, dense, sparse, doc_sparse, doc_keys, manifest, embedder)
         index.save()
         return index
 
@@ -278,6 +311,15 @@ class EvidenceIndex:
             raise IndexCorrupt(f"cannot read the chunk store in {folder}: {exc}; rebuild the index") from exc
         dense = DenseIndex.load(folder / "dense.faiss", manifest["dense_index"])
         sparse = SparseIndex.load(folder)
+        doc_sparse = SparseIndex.load(folder, "doc_tokens.jsonl")
+        try:
+            doc_keys = json.loads((folder / "doc_keys.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise IndexCorrupt(
+                f"{folder}/doc_keys.json is not valid JSON ({exc}); rebuild the index"
+            ) from exc
+        if len(doc_keys) != len(doc_sparse):
+            raise IndexCorrupt(f"{folder}: document keys and document BM25 rows disagree; rebuild the index")
         n = rows.num_rows
         if not (len(vectors) == len(dense) == len(sparse) == n):
             raise IndexCorrupt(
@@ -291,7 +333,7 @@ class EvidenceIndex:
             raise ModelMismatch(
                 f"{folder}: stored vectors do not have the manifest's dimension; rebuild the index"
             )
-        index = cls(folder, rows, vectors, dense, sparse, manifest, None)
+        index = cls(folder, rows, vectors, dense, sparse, doc_sparse, doc_keys, manifest, None)
         if embedder is not None:
             index._check_model(embedder)
             index._embedder = embedder
@@ -308,6 +350,8 @@ class EvidenceIndex:
         np.save(tmp / "vectors.npy", self.vectors)
         self.dense.save(tmp / "dense.faiss")
         self.sparse.save(tmp)
+        self.doc_sparse.save(tmp, "doc_tokens.jsonl")
+        (tmp / "doc_keys.json").write_text(json.dumps(self.doc_keys), encoding="utf-8")
         self.manifest["files"] = {name: _sha256(tmp / name) for name in _DATA_FILES}
         self.manifest["counts"]["live_chunks"] = len(self)
         (tmp / MANIFEST).write_text(json.dumps(self.manifest, indent=2, sort_keys=True), encoding="utf-8")
@@ -342,6 +386,10 @@ class EvidenceIndex:
             self.vectors = np.concatenate([self.vectors, vecs]) if len(self.vectors) else vecs
             self.dense.add(vecs)
             self.sparse.add(tokenize(texts))
+            with_chunks = {c.doc_id for c in chunks}
+            kept = [d for d in docs if d.doc_id in with_chunks]
+            self.doc_sparse.add(tokenize([f"{d.title}\n{d.text}" for d in kept]))
+            self.doc_keys.extend(f"{d.corpus}\0{d.doc_id}" for d in kept)
             self._set_rows(pa.concat_tables([self.rows, _rows_table(chunks)]))
             for corpus, n in _doc_counts(chunks).items():
                 entry = self.manifest["corpora"].setdefault(corpus, {"documents": 0, "chunks": 0})
@@ -413,7 +461,7 @@ class EvidenceIndex:
         k: int = 10,
         mode: SearchMode = "hybrid",
         filters: SearchFilters | None = None,
-        fusion: Literal["rrf", "weighted"] | None = None,
+        fusion: FusionMethod | None = None,
         collapse: bool = True,
     ) -> list[Hit]:
         """The ``k`` best hits for ``query``.
@@ -432,17 +480,13 @@ class EvidenceIndex:
         if mask is not None and not mask.any():
             return []
         ranked = hybrid_rank(
+            self,
             query,
-            embedder=self.embedder if mode != "bm25" else None,
-            dense=self.dense,
-            sparse=self.sparse,
-            vectors=self.vectors,
-            doc_of_row=self._doc_key,
             mode=mode,
             mask=mask,
             k=k,
             collapse=collapse,
-            fusion=fusion or self.manifest.get("fusion", "rrf"),
+            fusion=fusion or self.manifest.get("fusion", DEFAULT_FUSION),
         )
         return [self._hit(row, score) for row, score in ranked]
 

@@ -67,14 +67,14 @@ class SparseIndex:
         keep = scores[top] > 0
         return top[keep].astype(np.int64), scores[top][keep].astype(np.float32)
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, name: str = "tokens.jsonl") -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "tokens.jsonl", "w", encoding="utf-8") as fh:
+        with open(folder / name, "w", encoding="utf-8") as fh:
             for t in self.tokens:
                 fh.write(json.dumps(t) + "\n")
 
     @classmethod
-    def load(cls, folder: Path) -> SparseIndex:
-        with open(folder / "tokens.jsonl", encoding="utf-8") as fh:
+    def load(cls, folder: Path, name: str = "tokens.jsonl") -> SparseIndex:
+        with open(folder / name, encoding="utf-8") as fh:
             tokens = [json.loads(line) for line in fh]
         return cls(tokens)
