@@ -77,14 +77,27 @@ class Embedder:
         """Encode ``texts`` into an (n, dimension) float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        import torch
+
+        # A single short query gains nothing from intra-op parallelism, and when the cores are
+        # busy (another process encoding, a notebook kernel) OpenMP barriers make 2 threads
+        # 10-20x slower than 1. Batches keep every thread.
+        threads = torch.get_num_threads()
+        few = len(texts) <= 4
         with self._lock:  # the torch module is not safe to call from several threads at once
-            vecs = self._model.encode(
-                texts,
-                batch_size=batch_size or self.batch_size,
-                show_progress_bar=show_progress,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-            )
+            if few and threads > 1:
+                torch.set_num_threads(1)
+            try:
+                vecs = self._model.encode(
+                    texts,
+                    batch_size=batch_size or self.batch_size,
+                    show_progress_bar=show_progress,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                )
+            finally:
+                if few and threads > 1:
+                    torch.set_num_threads(threads)
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def encode_one(self, text: str) -> np.ndarray:
