@@ -93,6 +93,7 @@ def percentile(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace) -> dict:
     from workbench.corpus import read_beir_jsonl
     from workbench.retrieval import EmbeddingCache, EvidenceIndex, load_embedder
+    from workbench.retrieval.hybrid import DEFAULT_FUSION
 
     beir = Path(args.beir_dir)
     queries = load_queries(beir / "queries.jsonl")
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> dict:
             "model": embedder.name,
             "model_fingerprint": embedder.fingerprint,
             "dense_index": args.dense_index,
-            "fusion": index.manifest.get("fusion", "rrf"),
+            "fusion": index.manifest.get("fusion", DEFAULT_FUSION),
             "chunking": index.manifest["chunking"],
             "depth": args.depth,
         },
