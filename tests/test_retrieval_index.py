@@ -159,3 +159,24 @@ def test_dense_index_types_and_mask(kind: str) -> None:
     mask[42] = False
     masked, _ = dense.search(q, 5, mask=mask)
     assert 42 not in set(masked.tolist()) and len(masked) > 0
+
+
+def test_embedding_cache_round_trips_keys_ending_in_nul(tmp_path: Path) -> None:
+    from workbench.retrieval.embedding_cache import passage_key
+
+    emb = load_embedder()
+    # find passages whose 16-byte key ends with a NUL byte (numpy's fixed-width bytes would drop it)
+    texts = [f"passage number {i}" for i in range(3000)]
+    nul = [t for t in texts if passage_key(emb.fingerprint, t).endswith(b"\x00")][:2]
+    assert nul
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(len(nul) + 3, emb.dimension)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    all_texts = nul + ["a", "b", "c"]
+    cache = EmbeddingCache(emb.fingerprint)
+    cache._add([passage_key(emb.fingerprint, t) for t in all_texts], vecs)
+    cache.save(tmp_path)
+    again = EmbeddingCache.load(tmp_path, emb.fingerprint)
+    out = again.encode(emb, all_texts)
+    assert (again.hits, again.misses) == (len(all_texts), 0)
+    assert np.all((out * vecs).sum(axis=1) > 0.999)

@@ -39,7 +39,11 @@ class EmbeddingCache:
         self._pos: dict[bytes, int] = {}
         self._vectors = vectors if vectors is not None else np.zeros((0, 0), dtype=np.float16)
         if keys is not None:
-            self._pos = {bytes(k): i for i, k in enumerate(keys)}
+            # keys are stored as (n, 16) uint8: numpy's fixed-width bytes type drops trailing
+            # NUL bytes, which would make 1 key in 256 unreadable
+            self._pos = {bytes(k): i for i, k in enumerate(np.asarray(keys, dtype=np.uint8))}
+            if len(self._pos) != len(self._vectors):
+                raise IndexCorrupt("embedding cache has duplicate or missing keys; rebuild it")
         self.hits = 0
         self.misses = 0
 
@@ -75,7 +79,8 @@ class EmbeddingCache:
         """Write the cache (and a checksum sidecar) atomically."""
         folder.mkdir(parents=True, exist_ok=True)
         path = self.path_for(folder, self.fingerprint)
-        keys = np.array(sorted(self._pos, key=self._pos.__getitem__), dtype="S16")
+        ordered = sorted(self._pos, key=self._pos.__getitem__)
+        keys = np.frombuffer(b"".join(ordered), dtype=np.uint8).reshape(len(ordered), 16)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(tmp, keys=keys, vectors=self._vectors)
         os.replace(tmp, path)
