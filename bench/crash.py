@@ -200,10 +200,11 @@ def worker(root: Path, journal: Path, data: Path, seed: int, focus: str = "mixed
         st = _state(journal_read(journal))
         live = [s for s in st["imported"] if s not in st["erase_started"]]
         roll = rng.random()
-        if roll < w_import or not live:
-            todo = [p for p in sorted(data.glob("*.json.gz")) if p.name not in st["files_used"]]
-            if not todo:
-                return
+        todo = [p for p in sorted(data.glob("*.json.gz")) if p.name not in st["files_used"]]
+        if not todo and (roll < w_import or not live):
+            # out of bundles: keep working (a key rotation) so the worker runs until it is killed
+            roll = w_import + w_erase
+        if todo and (roll < w_import or not live):
             path = todo[0]
             journal_append(journal, {"op": "import-start", "file": path.name})
             result = import_paths(ws, [path])
