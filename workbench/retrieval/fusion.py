@@ -4,8 +4,8 @@ Two methods:
 
 * ``rrf`` - reciprocal rank fusion: ``sum_m w_m / (k + rank_m)``, rank from 1. Uses ranks
   only, so it needs no score calibration between retrievers.
-* ``zscore`` (default) - sum of per-query z-scores of each list (missing items get the list's
-  floor). Chosen on the SciFact *train* split over RRF and min-max (see bench/README.md).
+* ``zscore`` - sum of per-query z-scores of each list (missing items get the list's
+  floor). Best on the SciFact *train* split (see bench/README.md); selectable with WB_FUSION.
 * ``weighted`` - convex combination of per-query normalised scores. Each list's scores are
   rescaled so its best hit is 1 and the worst kept hit 0 (min-max over the top-N list); an
   item missing from a list gets 0 from it. Unlike RRF it keeps the *margins* a retriever
