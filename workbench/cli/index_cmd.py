@@ -122,7 +122,7 @@ def _build(args: argparse.Namespace) -> int:
         print_json({"built": True, **info})
     else:
         counts = info["counts"]
-        cache = info.get("embedding_cache", {})
+        cache = info.get("embedding_cache") or {}
         print(
             f"built {settings.index_dir}: {counts['documents']} documents, {counts['chunks']} chunks "
             f"in {info['build_seconds']} s (embedding cache: {cache.get('hits', 0)} hits, "

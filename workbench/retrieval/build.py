@@ -69,11 +69,9 @@ def build_index(
         corpora=info,
         cache=cache,
         cache_checkpoint=cache_dir if write_cache else None,
+        fusion=settings.fusion,
         progress=progress,
     )
-    index.manifest["fusion"] = settings.fusion
-    index.manifest["embedding_cache"] = {"hits": cache.hits, "misses": cache.misses}
-    index.save()
     if write_cache:
         cache.save(cache_dir)
     return index

@@ -194,6 +194,7 @@ class EvidenceIndex:
         corpora: dict[str, Any] | None = None,
         cache: EmbeddingCache | None = None,
         cache_checkpoint: Path | None = None,
+        fusion: FusionMethod = DEFAULT_FUSION,
         progress: bool = False,
     ) -> EvidenceIndex:
         """Chunk, embed and index ``documents`` into ``folder`` (replacing what was there).
@@ -250,6 +251,7 @@ class EvidenceIndex:
                 "max_seq_length": embedder.max_seq_length,
             },
             "dense_index": dense_kind,
+            "fusion": fusion,
             "chunking": {
                 "max_tokens": budget,
                 "overlap": overlap,
@@ -259,6 +261,7 @@ class EvidenceIndex:
             "corpora": {name: {**(corpora or {}).get(name, {}), **cnt} for name, cnt in counts.items()},
             "counts": {"chunks": len(chunks), "documents": sum(c["documents"] for c in counts.values())},
             "build_seconds": round(time.perf_counter() - t0, 2),
+            "embedding_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses},
             "versions": _versions(),
         }
         index = cls(folder, rows, vectors, dense, sparse, doc_sparse, doc_keys, manifest, embedder)
