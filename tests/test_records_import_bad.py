@@ -216,3 +216,62 @@ def test_ndjson_repeated_resource_across_chunks(ws, tmp_path: Path, monkeypatch:
     assert not result.errors and result.duplicates == 3
     assert _count(ws, "SELECT count(*) FROM observations") == 30
     assert _count(ws, "SELECT count(DISTINCT resource_id) FROM observations") == 30
+
+
+def _per_patient(ws) -> dict[str, dict[str, int]]:
+    """Rows per table of every stored patient."""
+    from workbench.cohort.store import RECORD_TABLES
+
+    con = ws.connect()
+    try:
+        out: dict[str, dict[str, int]] = {}
+        for table in RECORD_TABLES:
+            for pid, n in con.execute(f"SELECT patient_id, count(*) FROM {table} GROUP BY 1").fetchall():
+                out.setdefault(pid, {})[table] = n
+        return out
+    finally:
+        con.close()
+
+
+def test_failed_background_commit_keeps_whole_patients(
+    ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write failing in the writer thread: the import raises, no patient is half-stored, nothing lost."""
+    import duckdb
+
+    from workbench.cohort import fhir_import
+
+    clean = open_workspace(tmp_path / "clean")
+    import_paths(clean, [FHIR / "bundles"], workers=1)
+    expected = _per_patient(clean)
+    assert len(expected) == 4
+
+    real = fhir_import.RecordsWriter.write
+    calls = {"n": 0}
+
+    def flaky(self, txn):  # the second transaction (the second patient) hits a full disk
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise duckdb.IOException("No space left on device (test)")
+        return real(self, txn)
+
+    monkeypatch.setattr(fhir_import.RecordsWriter, "write", flaky)
+    with pytest.raises(duckdb.IOException):
+        import_paths(ws, [FHIR / "bundles"], workers=1, txn_rows=1)  # one transaction per patient
+    stored = _per_patient(ws)
+    assert 0 < len(stored) < 4
+    for pid, rows in stored.items():
+        assert rows == expected[pid], pid  # every stored patient is complete
+    con = ws.connect()
+    try:
+        logged = dict(con.execute("SELECT source_file, status FROM import_log").fetchall())
+    finally:
+        con.close()
+    files = sorted(str(p) for p in (FHIR / "bundles").glob("*.json.gz"))
+    assert logged[files[1]] == "failed"  # its patient was rolled back: not 'ok', so imported again
+    assert logged[files[0]] == "ok"
+
+    monkeypatch.setattr(fhir_import.RecordsWriter, "write", real)
+    again = import_paths(ws, [FHIR / "bundles"], workers=1)
+    assert not again.errors
+    assert _per_patient(ws) == expected

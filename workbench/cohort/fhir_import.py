@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -168,6 +169,26 @@ def _first_runs(
     return kept
 
 
+class PendingTxn:
+    """The rows of whole patients taken from a :class:`TxnBuffer` for one transaction."""
+
+    __slots__ = ("files", "import_id", "keys", "names", "rows")
+
+    def __init__(
+        self,
+        import_id: str,
+        rows: dict[str, list[list[Any]]],
+        names: dict[str, list[str]],
+        keys: list[tuple[str, str, str, str, int]],
+        files: list[FileReport],
+    ) -> None:
+        self.import_id = import_id
+        self.rows = rows
+        self.names = names
+        self.keys = keys
+        self.files = files
+
+
 class TxnBuffer:
     """Whole patients (or file chunks) waiting for one transaction, and the import_log rows of finished files.
 
@@ -175,6 +196,12 @@ class TxnBuffer:
     a patient that failed validation never gets here, and a failed write rolls back every
     patient of that transaction, none half-written. ``txn_rows`` bounds the buffer (memory)
     and sets how many patients share a commit; ``txn_rows=1`` commits every patient alone.
+
+    With ``background=True`` a full buffer (:meth:`maybe_flush`) is committed by a writer
+    thread while the caller goes on parsing: DuckDB releases the GIL while it inserts, checkpoints
+    and encrypts, so reading and writing overlap. At most one transaction is in flight (memory
+    stays at two buffers); :meth:`flush` and :meth:`wait` finish it first and raise its error,
+    so every other use of the connection sees a quiet one.
     """
 
     def __init__(
@@ -184,14 +211,19 @@ class TxnBuffer:
         import_id: str,
         txn_rows: int = 20_000,
         on_logged: Callable[[FileReport], None] | None = None,
+        background: bool = False,
     ) -> None:
         self.con = con
         self.import_id = import_id
         self.txn_rows = txn_rows
         self.on_logged = on_logged
+        self.background = background
         self.writer = RecordsWriter(con)
         self._clear()
         self.logs: list[tuple[FileReport, datetime]] = []
+        # the writer thread credits reports while this thread may count duplicates on them
+        self._credit_lock = threading.Lock()
+        self._inflight: _Inflight | None = None
 
     def _clear(self) -> None:
         self.rows: dict[str, list[list[Any]]] = {}
@@ -201,6 +233,11 @@ class TxnBuffer:
         self._batch_seen: set[tuple[str, str]] = set()
         self.files: list[FileReport] = []
         self.n_rows = 0
+
+    def _take(self) -> PendingTxn:
+        txn = PendingTxn(self.import_id, self.rows, self.names, self.keys, self.files)
+        self._clear()
+        return txn
 
     def _file_index(self, report: FileReport) -> int:
         if not self.files or self.files[-1] is not report:
@@ -217,6 +254,7 @@ class TxnBuffer:
         queued_before: set[tuple[str, str]] = set()
         repeats = False
         seen = self.seen
+        dups = 0
         for table, rid, rtype, pid in batch.keys:
             tk = (table, rid)
             if tk in seen:
@@ -225,12 +263,15 @@ class TxnBuffer:
                 else:
                     queued_before.add(tk)
                 if not _derived(table, rtype):
-                    report.duplicates += 1
+                    dups += 1
             else:
                 seen.add(tk)
                 self._batch_seen.add(tk)
                 self.keys.append((table, rid, rtype, pid, fidx))
         self._batch_seen.clear()
+        if dups:
+            with self._credit_lock:
+                report.duplicates += dups
         for table, rows in batch.rows.items():
             if queued_before or repeats:
                 rows = _first_runs(table, rows, batch.runs.get(table, [0]), queued_before)
@@ -247,48 +288,157 @@ class TxnBuffer:
         self.logs.append((report, started))
 
     def maybe_flush(self) -> None:
-        """Commit when the buffer holds ``txn_rows`` rows or more."""
-        if self.n_rows >= self.txn_rows:
+        """Commit when the buffer holds ``txn_rows`` rows or more (in the background if enabled)."""
+        if self.n_rows < self.txn_rows:
+            return
+        if not self.background:
             self.flush()
+            return
+        self.wait()
+        txn, logs = self._take(), self.logs
+        self.logs = []
+        self._inflight = _Inflight(self, txn, logs)
+
+    def wait(self) -> None:
+        """Finish the transaction in flight, if any; raise its error here."""
+        job, self._inflight = self._inflight, None
+        if job is None:
+            return
+        try:
+            logs = job.join()
+        except BaseException:
+            self.logs = job.logs + self.logs  # their files are marked failed or stored: log them later
+            raise
+        self._logged(logs)
 
     def write_pending(self) -> None:
         """Insert queued rows inside the caller's open transaction and credit each file's report."""
-        if not self.keys:
-            self._clear()
-            return
-        dup, per_file = self.writer.write(self)
-        for table, rid, rtype, _pid, fidx in self.keys:
+        self.wait()
+        self._write(self._take())
+
+    def _write(self, txn: PendingTxn) -> list[FileReport]:
+        """Insert ``txn``'s rows and credit the reports; return twins holding just what was credited."""
+        if not txn.keys:
+            return []
+        dup, per_file = self.writer.write(txn)
+        credit = [FileReport(file=rep.file, kind=rep.kind) for rep in txn.files]
+        for table, rid, rtype, _pid, fidx in txn.keys:
             if _derived(table, rtype):
                 continue
-            rep = self.files[fidx]
+            c = credit[fidx]
             if (table, rid) in dup:
-                rep.duplicates += 1
+                c.duplicates += 1
             else:
-                rep.resources[rtype] += 1
+                c.resources[rtype] += 1
                 if rtype == "Patient":
-                    rep.patients += 1
+                    c.patients += 1
         for (fidx, table), n in per_file.items():
-            self.files[fidx].rows[table] += n
-        self._clear()
+            credit[fidx].rows[table] += n
+        _credit(txn.files, credit, self._credit_lock, 1)
+        return credit
 
-    def flush(self) -> None:
-        """Write everything queued in one transaction, import_log rows included."""
-        if not self.keys and not self.logs:
+    def _commit(self, txn: PendingTxn, logs: list[tuple[FileReport, datetime]]) -> None:
+        """Write ``txn`` and the import_log rows of ``logs`` in one transaction."""
+        if not txn.keys and not logs:
             return
         con = self.con
         con.execute("BEGIN TRANSACTION")
+        credit: list[FileReport] = []
         try:
-            self.write_pending()
-            if self.logs:
-                import_log_rows(con, self.logs, import_id=self.import_id)
+            credit = self._write(txn)
+            if logs:
+                with self._credit_lock:
+                    import_log_rows(con, logs, import_id=self.import_id)
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as exc:
+            _rollback(con)
+            _credit(txn.files, credit, self._credit_lock, -1)  # nothing of it is stored
+            self._failed(txn, exc)
             raise
-        logs, self.logs = self.logs, []
+
+    def _failed(self, txn: PendingTxn, exc: BaseException) -> None:
+        """Mark the files of a rolled-back transaction failed, so none is logged ``ok`` and skipped later.
+
+        Their import_log rows go back to the queue (:meth:`wait`, :meth:`flush`): a later
+        transaction records every finished file, failed or not.
+        """
+        with self._credit_lock:
+            for rep in txn.files:
+                if rep.status != "failed":
+                    rep.status = "failed"
+                    rep.errors.append(
+                        {
+                            "file": rep.file,
+                            "resource_id": None,
+                            "message": f"{rep.file}: writing to the records database failed "
+                            f"({type(exc).__name__}); its patients in that transaction were not stored, "
+                            "import the file again",
+                        }
+                    )
+
+    def _logged(self, logs: list[tuple[FileReport, datetime]]) -> None:
         if self.on_logged is not None:
             for report, _ in logs:
                 self.on_logged(report)
+
+    def flush(self) -> None:
+        """Write everything queued in one transaction, import_log rows included (waits for one in flight)."""
+        self.wait()
+        logs, self.logs = self.logs, []
+        try:
+            self._commit(self._take(), logs)
+        except BaseException:
+            self.logs = logs + self.logs
+            raise
+        self._logged(logs)
+
+
+def _credit(reports: list[FileReport], credit: list[FileReport], lock: threading.Lock, sign: int) -> None:
+    """Add (``sign=1``) or take back (``-1``) the counts of ``credit`` to the matching ``reports``."""
+    with lock:
+        for rep, c in zip(reports, credit):
+            rep.duplicates += sign * c.duplicates
+            rep.patients += sign * c.patients
+            for rtype, n in c.resources.items():
+                rep.resources[rtype] += sign * n
+            for table, n in c.rows.items():
+                rep.rows[table] += sign * n
+            if sign < 0:
+                # keep reports free of zero entries a rollback leaves behind
+                rep.resources = +rep.resources
+                rep.rows = +rep.rows
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back; a failed COMMIT has already ended the transaction, which must not hide its error."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+class _Inflight:
+    """One transaction committed by a writer thread; :meth:`join` returns its logs or raises its error."""
+
+    def __init__(self, buffer: TxnBuffer, txn: PendingTxn, logs: list[tuple[FileReport, datetime]]) -> None:
+        self.logs = logs
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(
+            target=self._run, args=(buffer, txn), name="wb-records-writer", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, buffer: TxnBuffer, txn: PendingTxn) -> None:
+        try:
+            buffer._commit(txn, self.logs)
+        except BaseException as exc:  # handed to the importing thread by join()
+            self.error = exc
+
+    def join(self) -> list[tuple[FileReport, datetime]]:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.logs
 
 
 class RecordsWriter:
@@ -308,7 +458,7 @@ class RecordsWriter:
             self._schemas[table] = pa.schema([(n, _PA_TYPES.get(t, pa.string())) for n, t in cols])
         return self._schemas[table]
 
-    def write(self, buf: TxnBuffer) -> tuple[set[tuple[str, str]], Counter[tuple[int, str]]]:
+    def write(self, buf: PendingTxn) -> tuple[set[tuple[str, str]], Counter[tuple[int, str]]]:
         """Insert the buffer's new rows; return (keys already stored, rows per (file index, table))."""
         keys = buf.keys
         files = buf.files
@@ -420,8 +570,7 @@ class Flattener:
     ) -> None:
         """Add the rows of one resource to ``batch`` (raises SpecValueError/UnitError on bad data)."""
         spec.check_required(resource)
-        body = spec.rows(resource, aliases)
-        rows = [[patient_id, rid, *r] for r in body]
+        rows = spec.flat(resource, aliases, patient_id, rid)
         rtype = spec.spec.resource_type
         batch.add(spec.table, self._names[rtype], rows)
         batch.keys.append((spec.table, rid, rtype, patient_id))
