@@ -18,6 +18,13 @@ plus ``stats.json`` into the output folder, replacing what was there.
   relevant too (the copies are indistinguishable). ``--max-queries N`` keeps a deterministic
   subsample: the N query ids with the smallest SHA-256, the corpus stays whole.
 
+A harder variant of either: ``--distractors OTHER/corpus.jsonl`` adds every document of another
+BEIR corpus, ids prefixed ``x-`` and never relevant, e.g. the 5,183 SciFact abstracts beside the
+1,000 PubMedQA contexts (same domain, six times the haystack):
+
+    python bench/beir_convert.py pubmedqa ../shared/data/pubmedqa/ori_pqal.json /tmp/beir/pubmedqa_x \
+        --distractors ../shared/data/scifact/corpus.jsonl
+
 Both read through the product's own readers (``workbench.corpus``), so text cleaning is the same
 as in a real index. Nothing is tuned here: the converter only reshapes the sources.
 """
@@ -38,7 +45,7 @@ import defusedxml.ElementTree as DET
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workbench.corpus import parse_medquad, read_pubmedqa  # noqa: E402
+from workbench.corpus import parse_medquad, read_beir_jsonl, read_pubmedqa  # noqa: E402
 
 _PAIR_TAGS = ("QAPair", "pair")
 _QUESTION_TAGS = ("Question", "question")
@@ -93,7 +100,12 @@ def write_beir(
     return stats
 
 
-def convert_pubmedqa(src: Path, out: Path) -> dict[str, Any]:
+def distractor_docs(path: Path) -> list[dict[str, Any]]:
+    """Documents of another BEIR corpus to add as never-relevant distractors (ids prefixed ``x-``)."""
+    return [{"_id": f"x-{d.doc_id}", "title": d.title, "text": d.text} for d in read_beir_jsonl(path)]
+
+
+def convert_pubmedqa(src: Path, out: Path, distractors: Path | None = None) -> dict[str, Any]:
     """PubMedQA PQA-L -> BEIR: contexts are the corpus, each question's relevant document is its PMID."""
     corpus: list[dict[str, Any]] = []
     queries: dict[str, str] = {}
@@ -106,7 +118,12 @@ def convert_pubmedqa(src: Path, out: Path) -> dict[str, Any]:
         if question:
             queries[doc.doc_id] = question
             qrels[doc.doc_id] = [doc.doc_id]
-    return write_beir(out, corpus, queries, qrels, {"source": str(src), "kind": "pubmedqa"})
+    stats: dict[str, Any] = {"source": str(src), "kind": "pubmedqa"}
+    if distractors is not None:
+        extra = distractor_docs(distractors)
+        corpus += extra
+        stats["distractors"] = {"source": str(distractors), "documents": len(extra)}
+    return write_beir(out, corpus, queries, qrels, stats)
 
 
 def _answered_pids(xml_path: Path) -> list[str]:
@@ -128,7 +145,9 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def convert_medquad(src: Path, out: Path, max_queries: int = 0) -> dict[str, Any]:
+def convert_medquad(
+    src: Path, out: Path, max_queries: int = 0, distractors: Path | None = None
+) -> dict[str, Any]:
     """MedQuAD -> BEIR: each answer a document, each distinct question text a query."""
     corpus: list[dict[str, Any]] = []
     by_question: dict[str, list[str]] = {}
@@ -177,6 +196,10 @@ def convert_medquad(src: Path, out: Path, max_queries: int = 0) -> dict[str, Any
         queries = {q: t for q, t in queries.items() if q in keep_set}
         qrels = {q: r for q, r in qrels.items() if q in keep_set}
         stats["subsample"] = f"{max_queries} query ids with the smallest SHA-256"
+    if distractors is not None:
+        extra = distractor_docs(distractors)
+        corpus += extra
+        stats["distractors"] = {"source": str(distractors), "documents": len(extra)}
     return write_beir(out, corpus, queries, qrels, stats)
 
 
@@ -191,15 +214,24 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="medquad: keep N queries, those whose ids have the smallest SHA-256 (default: all)",
     )
+    p.add_argument(
+        "--distractors",
+        default="",
+        help="a BEIR corpus.jsonl whose documents are added, ids prefixed x-, as never-relevant distractors",
+    )
     args = p.parse_args(argv)
     src, out = Path(args.source), Path(args.out)
     if not src.exists():
         print(f"{src} does not exist; pass the PubMedQA ori_pqal.json or the MedQuAD folder", file=sys.stderr)
         return 2
+    extra = Path(args.distractors) if args.distractors else None
+    if extra is not None and not extra.is_file():
+        print(f"{extra} is not a file; pass a BEIR corpus.jsonl to --distractors", file=sys.stderr)
+        return 2
     if args.kind == "pubmedqa":
-        stats = convert_pubmedqa(src, out)
+        stats = convert_pubmedqa(src, out, extra)
     else:
-        stats = convert_medquad(src, out, args.max_queries)
+        stats = convert_medquad(src, out, args.max_queries, extra)
     print(json.dumps(stats, indent=2))
     return 0
 

@@ -122,3 +122,23 @@ def test_bad_inputs_name_the_file_and_leave_no_half_output(
     with pytest.raises(ReaderError, match="ori.json"):
         conv.convert_pubmedqa(trunc, tmp_path / "p")
     assert not (tmp_path / "p").exists()
+
+
+def test_distractors_are_added_with_prefixed_ids_and_never_relevant(tmp_path: Path) -> None:
+    other = tmp_path / "other.jsonl"
+    other.write_text(
+        '{"_id": "90000001", "title": "An invented distractor", "text": "Tea and sleep, invented."}\n'
+        '{"_id": "7", "title": "Title only", "text": ""}\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "px"
+    argv = ["pubmedqa", str(FIX / "ori_pqal_tiny.json"), str(out), "--distractors", str(other)]
+    assert conv.main(argv) == 0
+    ids = [d["_id"] for d in _jsonl(out / "corpus.jsonl")]
+    # the distractor's id clashes with a PMID: the x- prefix keeps both
+    assert ids == ["90000001", "90000002", "x-90000001", "x-7"]
+    qrels = retr.load_qrels(out / "qrels" / "test.tsv")
+    assert all(not d.startswith("x-") for rel in qrels.values() for d in rel)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["distractors"]["documents"] == 2 and stats["documents"] == 4
+    assert conv.main([*argv[:3], "--distractors", str(tmp_path / "nope.jsonl")]) == 2
