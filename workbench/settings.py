@@ -51,7 +51,7 @@ class Settings(BaseSettings):
         description="FAISS index type: exact inner product, HNSW, or IVF-PQ for large corpora.",
     )
     fusion: Literal["zscore", "rrf", "weighted"] = Field(
-        default="rrf",
+        default="zscore",
         description="How dense and BM25 results combine: z-score sum, reciprocal rank fusion, or min-max weighted.",
     )
     chunk_tokens: int = Field(default=200, ge=32, description="Token budget of one chunk.")

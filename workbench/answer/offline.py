@@ -4,13 +4,14 @@ No language model is involved. Candidate sentences come from the numbered contex
 (passage sentences, patient facts). Each gets a relevance score::
 
     relevance = 0.6 * cosine(question, sentence) + 0.25 * recall(question words in sentence)
-                + 0.15 * relevance of its item (retrieval rank, fact priority)
+                + 0.3 * relevance of its item (retrieval rank, fact priority)
 
 Sentences are then picked by maximal marginal relevance (lambda 0.7) so near-duplicates
-(cosine above 0.85 to a picked sentence) are skipped. The source holding the best sentence
-leads: its sentences qualify down to 75 % of the best relevance, sentences of other sources
-only from 90 %, so weakly related studies are not stitched in (floors chosen on PubMedQA
-development questions, see docs/answers.md). The picked sentences are
+(cosine above 0.85 to a picked sentence) are skipped. The document of the most relevant
+passage leads: its sentences qualify down to 75 % of the best relevance, sentences of other
+documents only from 95 % and patient facts from 90 %, so weakly related studies are not
+stitched in (weights and floors chosen on PubMedQA development questions against the shipped
+index, see docs/answers.md). The picked sentences are
 printed grouped by source in context order, each ending with its citation.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -28,13 +30,15 @@ from workbench.answer.text import content_words, split_sentences, token_recall
 
 COS_WEIGHT = 0.6
 LEX_WEIGHT = 0.25
-ITEM_WEIGHT = 0.15
+ITEM_WEIGHT = 0.3
 MMR_LAMBDA = 0.7
 REDUNDANT_COSINE = 0.85
 #: Stop once a sentence's relevance drops below this share of the best one.
 RELATIVE_FLOOR = 0.75
-#: Sentences from other sources than the one holding the best sentence must reach this share.
-SECONDARY_FLOOR = 0.9
+#: Passages of other documents than the leading one must reach this share of the best relevance.
+SECONDARY_FLOOR = 0.95
+#: Patient facts (never the leading source of a literature answer) must reach this share.
+RECORD_FLOOR = 0.9
 MIN_CONTENT_WORDS = 4
 
 
@@ -80,8 +84,15 @@ def select_sentences(
     max_sentences: int = 5,
     relative_floor: float = RELATIVE_FLOOR,
     secondary_floor: float = SECONDARY_FLOOR,
+    record_floor: float = RECORD_FLOOR,
+    lead: Literal["item", "sentence"] = "item",
 ) -> list[Candidate]:
-    """Pick up to ``max_sentences`` relevant, non-redundant sentences (MMR)."""
+    """Pick up to ``max_sentences`` relevant, non-redundant sentences (MMR).
+
+    ``lead="item"``: the most relevant context item's document leads (retrieval put the right
+    document first far more often than the single best-matching sentence came from it);
+    ``lead="sentence"``: the document holding the best sentence leads.
+    """
     cands = candidates(items)
     if not cands:
         return []
@@ -101,14 +112,29 @@ def select_sentences(
         )
     best_i = max(range(len(cands)), key=lambda i: cands[i].relevance)
     best = cands[best_i].relevance
-    primary = cands[best_i].item
+    by_number = {it.number: it for it in items}
+
+    def source_of(n: int) -> str:
+        it = by_number.get(n)
+        if it is None or it.kind == "record" or not it.doc_id:
+            return f"#{n}"
+        return f"{it.corpus}:{it.doc_id}"
+
+    passages = [it for it in items if it.kind != "record"]
+    if lead == "item" and passages:
+        primary = source_of(max(passages, key=lambda it: it.relevance).number)
+    else:
+        primary = source_of(cands[best_i].item)
+
+    def floor(c: Candidate) -> float:
+        if source_of(c.item) == primary:
+            return relative_floor
+        it = by_number.get(c.item)
+        return record_floor if it is not None and it.kind == "record" else secondary_floor
+
     # The source holding the best sentence leads; another source joins only with a sentence
     # nearly as relevant as the best, so unrelated studies are not stitched together.
-    pool = [
-        i
-        for i, c in enumerate(cands)
-        if c.relevance >= (relative_floor if c.item == primary else secondary_floor) * best
-    ]
+    pool = [i for i, c in enumerate(cands) if c.relevance >= floor(c) * best]
     chosen: list[int] = []
     while pool and len(chosen) < max_sentences:
 

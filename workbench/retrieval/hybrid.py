@@ -7,7 +7,8 @@ The steps, one query at a time:
    penalised, and the embedding model never sees more than its input limit.
 2. Sparse candidates: BM25 over whole documents (title + full text), where term statistics
    are most reliable; passage-level BM25 serves chunk searches and picks BM25 snippets.
-3. Fusion of the two document lists (:mod:`workbench.retrieval.fusion`, default ``rrf``; ``zscore`` scores higher on SciFact).
+3. Fusion of the two document lists (:mod:`workbench.retrieval.fusion`): z-score sum by default
+   (chosen on the SciFact train split); reciprocal rank fusion and min-max weighted selectable.
 4. Each returned document is represented by its passage closest to the query.
 
 With ``collapse=False`` the passages themselves are ranked (dense and passage BM25 fused).
@@ -30,7 +31,7 @@ FusionMethod = Literal["zscore", "rrf", "weighted"]
 #: Candidates taken from each retriever before fusion. Deep lists let fusion rescue items one
 #: retriever ranks low; 1,000 is the usual depth of BEIR-style evaluation.
 CANDIDATES = 1000
-DEFAULT_FUSION: FusionMethod = "rrf"
+DEFAULT_FUSION: FusionMethod = "zscore"
 
 
 def _fuse(score_lists: list[dict], method: str) -> list[tuple]:  # type: ignore[type-arg]
