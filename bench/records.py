@@ -1,6 +1,6 @@
 """Benchmark: FHIR bundle import into queryable DuckDB tables, side by side with fhiry.
 
-    python bench/records.py --fhir ../shared/data/synthea_r4/bundles [--json OUT] [--scale 10]
+    python bench/records.py --fhir ../shared/data/synthea_r4/bundles [--json OUT] [--scale 10] [--repeat 3]
 
 Each engine runs in its own subprocess; peak RSS is sampled over that process and its children
 (our import workers) while the work runs, after imports and workspace unlock for both tools:
@@ -15,6 +15,9 @@ Resource counts are cross-checked: ours (stored + types without a spec) against 
 resourceType, against a direct count of entries in the files, and against ``manifest.csv``'s
 ``n_entries`` when the folder has one. ``--scale N`` also imports an N-times larger copy
 (every bundle copied N times with fresh ids) to show peak memory stays flat as input grows.
+Each engine runs ``--repeat`` times (default 3), interleaved round-robin so that load from other
+work on the machine falls on every engine alike; the run with the median time is reported, with
+its CPU seconds (process and children), so a busy machine shows as wall time well above CPU time.
 Writes ``bench/results/records.json`` and ``records.md`` and prints a table.
 """
 
@@ -56,6 +59,13 @@ def _load(path: Path) -> Any:
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process (all threads) and of its finished children (import workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 class TreeRSS:
@@ -120,9 +130,11 @@ def worker_ours(folder: Path, txn_rows: int, workers: int | None) -> dict[str, A
         ws = open_workspace(Path(tmp) / "ws")
         base = _peak_mb()
         with TreeRSS() as rss:
+            c0 = _cpu_s()
             t0 = time.perf_counter()
             result = import_paths(ws, [folder], txn_rows=txn_rows, workers=workers)
             seconds = time.perf_counter() - t0
+            cpu = _cpu_s() - c0
         con = ws.connect()
         try:
             tables = table_counts(con)
@@ -139,6 +151,7 @@ def worker_ours(folder: Path, txn_rows: int, workers: int | None) -> dict[str, A
     by_type.update(result.unknown_types)
     return {
         "seconds": seconds,
+        "cpu_s": cpu,
         "peak_rss_mb": rss.peak_mb,
         "process_max_rss_mb": _peak_mb(),
         "baseline_rss_mb": base,
@@ -164,6 +177,7 @@ def worker_fhiry(folder: Path, limit: int | None) -> dict[str, Any]:
     by_type: Counter[str] = Counter()
     rows = 0
     with TreeRSS() as rss:
+        c0 = _cpu_s()
         t0 = time.perf_counter()
         for path in files:
             f = Fhiry()
@@ -173,8 +187,10 @@ def worker_fhiry(folder: Path, limit: int | None) -> dict[str, Any]:
                 by_type.update(df["resourceType"].value_counts().to_dict())
             del df, f
         seconds = time.perf_counter() - t0
+        cpu = _cpu_s() - c0
     return {
         "seconds": seconds,
+        "cpu_s": cpu,
         "peak_rss_mb": rss.peak_mb,
         "process_max_rss_mb": _peak_mb(),
         "baseline_rss_mb": base,
@@ -240,7 +256,8 @@ def make_scaled_copy(files: list[Path], n: int, dest: Path) -> int:
 
 def _fmt_row(name: str, r: dict[str, Any]) -> str:
     return (
-        f"| {name} | {r['resources']:,} | {r['seconds']:.2f} | {r['resources'] / r['seconds']:,.0f} | "
+        f"| {name} | {r['resources']:,} | {r['seconds']:.2f} | {r.get('cpu_s', float('nan')):.2f} | "
+        f"{r['resources'] / r['seconds']:,.0f} | "
         f"{r['patients'] / r['seconds']:,.1f} | {r['peak_rss_mb']:.0f} | {r['baseline_rss_mb']:.0f} |"
     )
 
@@ -263,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         default="ours,ours_serial,ours_txn1,fhiry",
         help="Comma-separated: ours (default settings), ours_serial (no workers), "
         "ours_txn1 (one transaction per patient), fhiry.",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="Runs per engine, interleaved round-robin so machine load hits every engine alike; "
+        "the run with the median time is reported (all times are kept in the JSON).",
     )
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -289,19 +313,30 @@ def main(argv: list[str] | None = None) -> int:
             for p in files:
                 (src / p.name).symlink_to(p.resolve())
         engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-        runs: dict[str, dict[str, Any]] = {}
+        worker_args = {
+            "ours": ["ours", str(src), f"{args.txn_rows}:{args.workers or ''}"],
+            "ours_serial": ["ours", str(src), f"{args.txn_rows}:1"],
+            "ours_txn1": ["ours", str(src), f"1:{args.workers or ''}"],
+            "fhiry": ["fhiry", str(src)],
+        }
         for eng in engines:
-            print(f"running {eng} on {len(files)} bundles ...", file=sys.stderr)
-            if eng == "ours":
-                runs[eng] = _run_worker(["ours", str(src), f"{args.txn_rows}:{args.workers or ''}"])
-            elif eng == "ours_serial":
-                runs[eng] = _run_worker(["ours", str(src), f"{args.txn_rows}:1"])
-            elif eng == "ours_txn1":
-                runs[eng] = _run_worker(["ours", str(src), f"1:{args.workers or ''}"])
-            elif eng == "fhiry":
-                runs[eng] = _run_worker(["fhiry", str(src)])
-            else:
+            if eng not in worker_args:
                 ap.error(f"unknown engine {eng}")
+        load_at_start = os.getloadavg()
+        all_runs: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
+        for k in range(max(1, args.repeat)):
+            for eng in engines:
+                print(f"running {eng} on {len(files)} bundles (run {k + 1}) ...", file=sys.stderr)
+                all_runs[eng].append(_run_worker(worker_args[eng]))
+        runs: dict[str, dict[str, Any]] = {}
+        for eng, rs in all_runs.items():
+            median = sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2]
+            runs[eng] = {
+                **median,
+                "seconds_all": [r["seconds"] for r in rs],
+                "peak_rss_mb_all": [r["peak_rss_mb"] for r in rs],
+                "by_type_same_in_all_runs": all(r["by_type"] == rs[0]["by_type"] for r in rs),
+            }
         direct = direct_count(files)
         scaled: dict[str, Any] | None = None
         if args.scale and args.scale > 1:
@@ -318,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     man = manifest_total(args.fhir, files)
     checks: dict[str, Any] = {"direct_count": total, "manifest_n_entries": man}
     for name, r in runs.items():
-        checks[f"{name}_matches_direct"] = r["by_type"] == dict(direct)
+        checks[f"{name}_matches_direct"] = r["by_type"] == dict(direct) and r["by_type_same_in_all_runs"]
     if scaled is not None:
         checks["scaled_matches_direct_x_scale"] = scaled["resources"] == scaled["expected_resources"]
     speedups = {}
@@ -332,9 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         "input": str(args.fhir),
         "bundles": len(files),
         "txn_rows": args.txn_rows,
+        "repeat": args.repeat,
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            "loadavg_at_start": load_at_start,
             "loadavg_at_end": os.getloadavg(),
             "platform": platform.platform(),
         },
@@ -350,18 +387,28 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Records import benchmark ({len(files)} bundles, {total:,} resources)",
         "",
-        "| engine | resources | seconds | resources/s | patients/s | peak RSS MB (all processes) | max RSS before work MB (incl. workspace unlock) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| engine | resources | seconds | CPU s | resources/s | patients/s | peak RSS MB (all processes) | max RSS before work MB (incl. workspace unlock) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in runs.items():
         lines.append(_fmt_row(name, r))
     if scaled is not None:
         lines.append(_fmt_row(f"ours x{scaled['scale']}", scaled))
     lines += ["", "Speed-up vs fhiry: " + ", ".join(f"{k} {v:.1f}x" for k, v in speedups.items())]
+    if scaled is not None and "ours" in runs:
+        ratio = scaled["peak_rss_mb"] / runs["ours"]["peak_rss_mb"]
+        lines += [
+            "",
+            f"Peak RSS, {scaled['scale']}x the input vs 1x (ours): {scaled['peak_rss_mb']:.0f} / "
+            f"{runs['ours']['peak_rss_mb']:.0f} MB = {ratio:.2f}",
+        ]
+    times = "; ".join(f"{k} " + ", ".join(f"{s:.2f}" for s in r["seconds_all"]) for k, r in runs.items())
+    lines += ["", f"Runs per engine: {args.repeat}, interleaved; median reported. All times (s): {times}"]
     lines += ["", "Checks: " + ", ".join(f"{k}={v}" for k, v in checks.items())]
     lines += [
         "",
-        f"Machine: {os.cpu_count()} CPUs, load average at end {os.getloadavg()[0]:.1f}; "
+        f"Machine: {os.cpu_count()} CPUs, load average at start {load_at_start[0]:.1f}, "
+        f"at end {os.getloadavg()[0]:.1f}; "
         f"command: `python bench/records.py --fhir {args.fhir}"
         + (f" --scale {args.scale}`" if args.scale else "`"),
     ]

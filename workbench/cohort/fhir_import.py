@@ -42,6 +42,8 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+from isal import igzip
+from isal.igzip_lib import IsalError
 
 from workbench.cohort.measures import LOINC_MEASURES, to_canonical
 from workbench.cohort.specs import (
@@ -612,13 +614,17 @@ def _err(
 # --------------------------------------------------------------------------- bundles
 
 
+#: What a truncated or corrupt gzip raises (ISA-L's own error is typed as an instance in its stubs).
+_GZIP_ERRORS: tuple[type[BaseException], ...] = (EOFError, OSError, zlib.error, IsalError)  # type: ignore[assignment]
+
+
 def _read_bytes(path: Path) -> bytes:
     with open(path, "rb") as fh:
         raw = fh.read()
     if raw[:2] == b"\x1f\x8b":
         try:
-            return gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
+            return igzip.decompress(raw)  # ISA-L: a third of zlib's time, same format and checks
+        except _GZIP_ERRORS as exc:
             raise RecordFormatError(
                 f"{path}: truncated or corrupt gzip ({exc}); re-export or re-download the file"
             ) from None

@@ -307,8 +307,9 @@ def _import_paths(
             con.close()
 
 
-#: DuckDB memory cap while importing (MB); see :func:`import_paths`.
-IMPORT_MEMORY_LIMIT_MB = 192
+#: DuckDB memory cap while importing (MB); see :func:`import_paths`. Appends need little: the
+#: cache of written blocks is what grows with the database, so a small cap keeps memory flat.
+IMPORT_MEMORY_LIMIT_MB = 64
 
 #: Bundles below this count are not worth starting worker processes for (auto mode).
 PARALLEL_MIN_FILES = 16
