@@ -79,16 +79,22 @@ class TreeRSS:
         self._proc = psutil.Process()
         self._every = every_s
         self.peak = 0
+        self._n = 0
+        self._children: list[Any] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
         total = 0
-        try:
-            procs = [self._proc, *self._proc.children(recursive=True)]
-        except Exception:  # noqa: BLE001 - a child may exit while we look
-            procs = [self._proc]
-        for p in procs:
+        self._n += 1
+        if self._n % 25 == 1:
+            # listing children walks all of /proc: every 0.5 s is enough (workers live for the
+            # whole import), and sampling stays cheap for the process being measured
+            try:
+                self._children = self._proc.children(recursive=True)
+            except Exception:  # noqa: BLE001 - a child may exit while we look
+                self._children = []
+        for p in [self._proc, *self._children]:
             try:
                 total += p.memory_info().rss
             except Exception:  # noqa: BLE001

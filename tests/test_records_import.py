@@ -359,7 +359,7 @@ def test_other_resource_specs(ws, tmp_path: Path) -> None:
 
 def test_generated_flatteners_match_interpreted_specs() -> None:
     """The code generated from each spec gives the rows the column-by-column interpreter gives."""
-    from workbench.cohort.specs import SpecValueError, compiled_specs
+    from workbench.cohort.specs import SpecValueError, compiled_specs, resolve_reference
 
     specs = compiled_specs()
     resources = _bundle_resources(FHIR / "bundles") + _ndjson_resources(FHIR / "ndjson")
@@ -385,6 +385,18 @@ def test_generated_flatteners_match_interpreted_specs() -> None:
         if spec is None:
             continue
         assert spec.rows(r, None) == spec.rows_interpreted(r, None), r["resourceType"]
+        ref = spec.patient_ref(r)
+        expected_pid = resolve_reference(ref) if spec.spec.patient else r.get("id")
+        assert spec.patient_id(r, None) == expected_pid
+        spec.check_required(r)
+        spec.check_required_interpreted(r)
+        for path in spec.spec.required:  # each required field, taken away, fails both alike
+            top = path.split(".")[0]
+            partial = {k: v for k, v in r.items() if k != top}
+            with pytest.raises(SpecValueError, match=f"required field '{path}' is missing"):
+                spec.check_required(partial)
+            with pytest.raises(SpecValueError, match=f"required field '{path}' is missing"):
+                spec.check_required_interpreted(partial)
         checked += 1
     assert checked > 500
     bad = {"resourceType": "Observation", "id": "o2", "status": "final", "code": {}, "issued": "2020-13-40"}

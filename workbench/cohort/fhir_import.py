@@ -51,7 +51,6 @@ from workbench.cohort.specs import (
     CompiledSpec,
     SpecValueError,
     compiled_specs,
-    resolve_reference,
 )
 from workbench.errors import RecordFormatError, UnitError
 
@@ -296,9 +295,11 @@ class TxnBuffer:
         if not self.background:
             self.flush()
             return
+        # Arrow tables are built here, while the previous transaction may still be committing;
+        # the writer thread then mostly runs DuckDB, which releases the GIL
+        txn = self.writer.prepare(self._take())
         self.wait()
-        txn, logs = self._take(), self.logs
-        self.logs = []
+        logs, self.logs = self.logs, []
         self._inflight = _Inflight(self, txn, logs)
 
     def wait(self) -> None:
@@ -318,7 +319,7 @@ class TxnBuffer:
         self.wait()
         self._write(self._take())
 
-    def _write(self, txn: PendingTxn) -> list[FileReport]:
+    def _write(self, txn: PendingTxn | PreparedTxn) -> list[FileReport]:
         """Insert ``txn``'s rows and credit the reports; return twins holding just what was credited."""
         if not txn.keys:
             return []
@@ -339,7 +340,7 @@ class TxnBuffer:
         _credit(txn.files, credit, self._credit_lock, 1)
         return credit
 
-    def _commit(self, txn: PendingTxn, logs: list[tuple[FileReport, datetime]]) -> None:
+    def _commit(self, txn: PendingTxn | PreparedTxn, logs: list[tuple[FileReport, datetime]]) -> None:
         """Write ``txn`` and the import_log rows of ``logs`` in one transaction."""
         if not txn.keys and not logs:
             return
@@ -358,7 +359,7 @@ class TxnBuffer:
             self._failed(txn, exc)
             raise
 
-    def _failed(self, txn: PendingTxn, exc: BaseException) -> None:
+    def _failed(self, txn: PendingTxn | PreparedTxn, exc: BaseException) -> None:
         """Mark the files of a rolled-back transaction failed, so none is logged ``ok`` and skipped later.
 
         Their import_log rows go back to the queue (:meth:`wait`, :meth:`flush`): a later
@@ -422,7 +423,7 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
 class _Inflight:
     """One transaction committed by a writer thread; :meth:`join` returns its logs or raises its error."""
 
-    def __init__(self, buffer: TxnBuffer, txn: PendingTxn, logs: list[tuple[FileReport, datetime]]) -> None:
+    def __init__(self, buffer: TxnBuffer, txn: PreparedTxn, logs: list[tuple[FileReport, datetime]]) -> None:
         self.logs = logs
         self.error: BaseException | None = None
         self.thread = threading.Thread(
@@ -430,7 +431,7 @@ class _Inflight:
         )
         self.thread.start()
 
-    def _run(self, buffer: TxnBuffer, txn: PendingTxn) -> None:
+    def _run(self, buffer: TxnBuffer, txn: PreparedTxn) -> None:
         try:
             buffer._commit(txn, self.logs)
         except BaseException as exc:  # handed to the importing thread by join()
@@ -443,36 +444,94 @@ class _Inflight:
         return self.logs
 
 
+class PreparedTxn:
+    """A :class:`PendingTxn` as Arrow tables, ready to insert (built by the importing thread)."""
+
+    __slots__ = ("files", "import_id", "key_tbl", "keys", "per_file", "tables")
+
+    def __init__(
+        self,
+        txn: PendingTxn,
+        key_tbl: pa.Table,
+        tables: dict[str, pa.Table],
+        per_file: Counter[tuple[int, str]],
+    ) -> None:
+        self.import_id = txn.import_id
+        self.keys = txn.keys
+        self.files = txn.files
+        self.key_tbl = key_tbl
+        self.tables = tables  # each with a ``_fidx`` column: the row's index into ``files``
+        self.per_file = per_file
+
+
 class RecordsWriter:
-    """Inserts a :class:`TxnBuffer`'s rows into the records tables (caller owns the transaction)."""
+    """Inserts a :class:`TxnBuffer`'s rows into the records tables (caller owns the transaction).
+
+    :meth:`prepare` turns Python rows into Arrow tables (needs the GIL); :meth:`write` runs the
+    dedup query and the inserts (DuckDB, which releases the GIL), so a writer thread spends
+    little time competing with the thread that parses.
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
-        self._schemas: dict[str, pa.Schema] = {}
+        self._schemas: dict[str, pa.Schema] | None = None
 
     def _schema(self, table: str) -> pa.Schema:
-        if table not in self._schemas:
+        if self._schemas is None:
+            # every table at once, before any transaction runs in the background: preparing a
+            # later batch must not query the connection a writer thread is using
             cols = self.con.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
-                "AND table_schema = 'main' AND table_catalog = current_database() ORDER BY ordinal_position",
-                [table],
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'main' AND table_catalog = current_database() "
+                "ORDER BY table_name, ordinal_position"
             ).fetchall()
-            self._schemas[table] = pa.schema([(n, _PA_TYPES.get(t, pa.string())) for n, t in cols])
+            fields: dict[str, list[tuple[str, pa.DataType]]] = {}
+            for t, n, typ in cols:
+                fields.setdefault(t, []).append((n, _PA_TYPES.get(typ, pa.string())))
+            self._schemas = {t: pa.schema(f) for t, f in fields.items()}
         return self._schemas[table]
 
-    def write(self, buf: PendingTxn) -> tuple[set[tuple[str, str]], Counter[tuple[int, str]]]:
-        """Insert the buffer's new rows; return (keys already stored, rows per (file index, table))."""
-        keys = buf.keys
-        files = buf.files
+    def prepare(self, txn: PendingTxn) -> PreparedTxn:
+        """Arrow tables of ``txn``'s keys and rows, and the rows per (file index, table)."""
+        keys = txn.keys
+        files = txn.files
+        file_names = [f.file for f in files]
+        source_ids = [f.source_id for f in files]
         key_tbl = pa.table(
             {
                 "table": pa.array([k[0] for k in keys], pa.string()),
                 "resource_id": pa.array([k[1] for k in keys], pa.string()),
                 "resource_type": pa.array([k[2] for k in keys], pa.string()),
                 "patient_id": pa.array([k[3] for k in keys], pa.string()),
-                "source_id": pa.array([files[k[4]].source_id for k in keys], pa.string()),
+                "source_id": pa.array([source_ids[k[4]] for k in keys], pa.string()),
             }
         )
+        tables: dict[str, pa.Table] = {}
+        per_file: Counter[tuple[int, str]] = Counter()
+        for table, rows in txn.rows.items():
+            if not rows:
+                continue
+            names = txn.names[table]
+            schema = self._schema(table)
+            cols = list(zip(*rows))
+            arrays: dict[str, pa.Array] = {}
+            for i, name in enumerate(names):
+                arrays[name] = pa.array(cols[i], type=schema.field(name).type)
+            fidx = cols[len(names)]
+            arrays["source_file"] = pa.array([file_names[f] for f in fidx], type=pa.string())
+            arrays["source_id"] = pa.array([source_ids[f] for f in fidx], type=pa.string())
+            arrays["import_id"] = pa.array([txn.import_id] * len(rows), type=pa.string())
+            arrays["_fidx"] = pa.array(fidx, type=pa.int32())
+            for f, n in Counter(fidx).items():
+                per_file[(f, table)] += n
+            tables[table] = pa.table(arrays)
+        return PreparedTxn(txn, key_tbl, tables, per_file)
+
+    def write(self, txn: PendingTxn | PreparedTxn) -> tuple[set[tuple[str, str]], Counter[tuple[int, str]]]:
+        """Insert the new rows; return (keys already stored, rows inserted per (file index, table))."""
+        prep = txn if isinstance(txn, PreparedTxn) else self.prepare(txn)
+        keys = prep.keys
+        key_tbl = prep.key_tbl
         con = self.con
         con.register("wb_keys", key_tbl)
         try:
@@ -486,38 +545,34 @@ class RecordsWriter:
             con.unregister("wb_keys")
         batch_keys = {(k[0], k[1]) for k in keys} if existing else set()
         dup: set[tuple[str, str]] = {(t, r) for t, r in existing if (t, r) in batch_keys}
-        if dup:
+        per_file = prep.per_file
+        tables = prep.tables
+        if dup:  # rare: resources stored by an earlier import; leave them out
             key_tbl = key_tbl.filter(pa.array([(k[0], k[1]) not in dup for k in keys], type=pa.bool_()))
+            per_file = Counter()
+            kept: dict[str, pa.Table] = {}
+            for table, tbl in tables.items():
+                mask = [(table, rid) not in dup for rid in tbl.column("resource_id").to_pylist()]
+                tbl = tbl.filter(pa.array(mask, type=pa.bool_()))
+                for f, n in Counter(tbl.column("_fidx").to_pylist()).items():
+                    per_file[(f, table)] += n
+                kept[table] = tbl
+            tables = kept
         con.register("wb_keys", key_tbl)
         try:
             con.execute(
                 'INSERT INTO resource_keys ("table", resource_id, resource_type, patient_id, source_id, import_id) '
                 'SELECT "table", resource_id, resource_type, patient_id, source_id, ? FROM wb_keys',
-                [buf.import_id],
+                [prep.import_id],
             )
         finally:
             con.unregister("wb_keys")
-        per_file: Counter[tuple[int, str]] = Counter()
-        for table, rows in buf.rows.items():
-            names = buf.names[table]
-            if dup:
-                rows = [r for r in rows if (table, r[1]) not in dup]
-            if not rows:
+        for table, tbl in tables.items():
+            if tbl.num_rows == 0:
                 continue
-            schema = self._schema(table)
-            cols = list(zip(*rows))
-            arrays: dict[str, pa.Array] = {}
-            for i, name in enumerate(names):
-                arrays[name] = pa.array(cols[i], type=schema.field(name).type)
-            fidx = cols[len(names)]
-            arrays["source_file"] = pa.array([files[f].file for f in fidx], type=pa.string())
-            arrays["source_id"] = pa.array([files[f].source_id for f in fidx], type=pa.string())
-            arrays["import_id"] = pa.array([buf.import_id] * len(rows), type=pa.string())
-            for f, n in Counter(fidx).items():
-                per_file[(f, table)] += n
-            con.register("wb_rows", pa.table(arrays))
+            con.register("wb_rows", tbl)
             try:
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM wb_rows")
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * EXCLUDE (_fidx) FROM wb_rows")
             finally:
                 con.unregister("wb_rows")
         return dup, per_file
@@ -556,10 +611,7 @@ class Flattener:
     def patient_of(
         self, spec: CompiledSpec, resource: Mapping[str, Any], aliases: Mapping[str, str] | None
     ) -> str | None:
-        if spec.spec.patient is None:
-            rid = resource.get("id")
-            return rid if isinstance(rid, str) else None
-        return resolve_reference(spec.patient_ref(resource), aliases)
+        return spec.patient_id(resource, aliases)
 
     def flatten(
         self,

@@ -677,7 +677,11 @@ class CompiledSpec:
         self._patient = compile_first(spec.patient) if spec.patient else None
         self._required = [(p, compile_first(p)) for p in spec.required]
         self._explode = compile_path(spec.explode) if spec.explode else None
-        self._one, self._many = _generate(spec)
+        gen = _generate(spec)
+        self._one = gen["one"]
+        self._many = gen.get("many")
+        self._patient_id = gen.get("patient")
+        self.check_required: Callable[[Mapping[str, Any]], None] = gen["required"]
 
     def patient_ref(self, resource: Mapping[str, Any]) -> Any:
         """The raw subject reference (``None`` for Patient itself, which is its own subject)."""
@@ -685,10 +689,19 @@ class CompiledSpec:
             return None
         return self._patient(resource)
 
-    def check_required(self, resource: Mapping[str, Any]) -> None:
+    def check_required_interpreted(self, resource: Mapping[str, Any]) -> None:
+        """:meth:`check_required` by interpreting the paths (the reference semantics)."""
         for path, first in self._required:
             if first(resource) is None:
                 raise SpecValueError(f"required field {path!r} is missing")
+
+    def patient_id(self, resource: Mapping[str, Any], aliases: Mapping[str, str] | None) -> str | None:
+        """The id of the patient ``resource`` belongs to (its own id for a Patient)."""
+        if self._patient_id is None:
+            rid = resource.get("id")
+            return rid if isinstance(rid, str) else None
+        pid: str | None = self._patient_id(resource, aliases)
+        return pid
 
     def flat(
         self, resource: Mapping[str, Any], aliases: Mapping[str, str] | None, pid: Any, rid: Any
@@ -847,10 +860,11 @@ def _gen_column(
     src.add(ind, f"{var} = n")
 
 
-def _generate(
-    spec: ResourceSpec,
-) -> tuple[Callable[..., list[list[Any]]], Callable[..., list[list[Any]]] | None]:
+def _generate(spec: ResourceSpec) -> dict[str, Any]:
     """Generate ``one(resource, aliases, pid, rid)`` and, for exploding specs, ``many(resource, items, ...)``.
+
+    Also ``required(resource)`` (raises when a required path yields nothing) and, unless the
+    resource is the patient, ``patient(resource, aliases)`` (the resolved subject id).
 
     The code is generated from the spec (column names, field names and values are only ever
     embedded through ``repr`` or bound as objects), never from input data. Both give the rows
@@ -889,10 +903,20 @@ def _generate(
         for line in handler:
             src.add("    ", line)
         src.add("    ", "return out")
+    if spec.patient is not None:
+        src.add("", "def patient(r, aliases):")
+        _gen_first(src, spec.patient, "r", "    ")
+        src.add("    ", "return _ref(n, aliases)")
+    src.add("", "def required(r):")
+    for path in spec.required:
+        _gen_first(src, path, "r", "    ")
+        src.add("    ", "if n is None:")
+        src.add("    ", f"    raise SpecValueError({f'required field {path!r} is missing'!r})")
+    src.add("    ", "return None")
     scope = src.scope
     # generated from the declarative specs above (identifiers and repr'd literals), never from input data
     exec(compile("\n".join(src.lines), f"<spec {spec.resource_type}>", "exec"), scope)  # noqa: S102
-    return scope["one"], scope.get("many")
+    return {k: scope[k] for k in ("one", "many", "patient", "required") if k in scope}
 
 
 def compiled_specs() -> dict[str, CompiledSpec]:
