@@ -393,6 +393,7 @@ class TxnBuffer:
         except BaseException:
             self.logs = logs + self.logs
             raise
+        release_memory()
         self._logged(logs)
 
 
@@ -426,22 +427,53 @@ class _Inflight:
     def __init__(self, buffer: TxnBuffer, txn: PreparedTxn, logs: list[tuple[FileReport, datetime]]) -> None:
         self.logs = logs
         self.error: BaseException | None = None
-        self.thread = threading.Thread(
-            target=self._run, args=(buffer, txn), name="wb-records-writer", daemon=True
-        )
+        self._buffer = buffer
+        self._txn: PreparedTxn | None = txn
+        self.thread = threading.Thread(target=self._run, name="wb-records-writer", daemon=True)
         self.thread.start()
 
-    def _run(self, buffer: TxnBuffer, txn: PreparedTxn) -> None:
+    def _run(self) -> None:
+        txn, self._txn = self._txn, None  # the only reference: its Arrow tables go when done
+        assert txn is not None
         try:
-            buffer._commit(txn, self.logs)
+            self._buffer._commit(txn, self.logs)
         except BaseException as exc:  # handed to the importing thread by join()
             self.error = exc
+        del txn
+        release_memory()
 
     def join(self) -> list[tuple[FileReport, datetime]]:
         self.thread.join()
         if self.error is not None:
             raise self.error
         return self.logs
+
+
+def release_memory() -> None:
+    """Hand memory freed by a finished transaction back to the OS.
+
+    Arrow's pool and glibc's per-thread heaps keep freed blocks for reuse; over a long import
+    (DuckDB's threads, the writer thread) that reserve creeps upwards, so RSS would grow with
+    the input although the live data does not.
+    """
+    pa.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        fn: Callable[[int], int] | None = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:  # no C library to load: nothing to trim
+        return None
+    return fn
+
+
+_MALLOC_TRIM = _malloc_trim()
 
 
 class PreparedTxn:
