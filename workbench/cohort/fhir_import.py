@@ -13,8 +13,10 @@ Units of work (all or nothing):
   bundle's only patient, or skipped on its own when the bundle has several. Complete patients
   are queued and committed together, up to ``txn_rows`` rows per transaction (``txn_rows=1``:
   one transaction per patient); a failed commit rolls back whole patients only, so no patient
-  is ever half-written. Memory: bundles are parsed one at a time (two per worker process when
-  workers run) and queued rows are bounded by ``txn_rows``.
+  is ever half-written. Commits run in a writer thread while the next bundles are parsed (one
+  transaction in flight, see :class:`TxnBuffer`). Memory: bundles are parsed one at a time (two
+  per worker process when workers run), queued rows are bounded by ``txn_rows`` (plus the Arrow
+  tables of the transaction in flight), and DuckDB's cache is capped while importing.
 - **NDJSON file**: one transaction per file, streamed line by line and inserted in chunks.
   A bad line (malformed JSON, wrong ``resourceType`` for the file, missing required field,
   impossible date) is skipped and reported with its line number and resource id; a broken
