@@ -16,7 +16,8 @@ plus ``stats.json`` into the output folder, replacing what was there.
   recurs verbatim (e.g. "What is (are) Stroke ?" on several sites) becomes one query with all of
   its answers relevant, and an answer whose exact text recurs under another id makes that id
   relevant too (the copies are indistinguishable). ``--max-queries N`` keeps a deterministic
-  subsample: the N query ids with the smallest SHA-256, the corpus stays whole.
+  subsample: the N query ids with the smallest SHA-256, the corpus stays whole; with
+  ``--complement`` the other queries instead (a set disjoint from the subsample, same corpus).
 
 A harder variant of either: ``--distractors OTHER/corpus.jsonl`` adds every document of another
 BEIR corpus, ids prefixed ``x-`` and never relevant, e.g. the 5,183 SciFact abstracts beside the
@@ -146,7 +147,11 @@ def _sha(text: str) -> str:
 
 
 def convert_medquad(
-    src: Path, out: Path, max_queries: int = 0, distractors: Path | None = None
+    src: Path,
+    out: Path,
+    max_queries: int = 0,
+    distractors: Path | None = None,
+    complement: bool = False,
 ) -> dict[str, Any]:
     """MedQuAD -> BEIR: each answer a document, each distinct question text a query."""
     corpus: list[dict[str, Any]] = []
@@ -191,11 +196,15 @@ def convert_medquad(
         "files_with_positional_pair_ids": positional,
     }
     if max_queries and len(queries) > max_queries:
-        keep = sorted(queries, key=_sha)[:max_queries]
-        keep_set = set(keep)
+        ranked = sorted(queries, key=_sha)
+        keep_set = set(ranked[max_queries:] if complement else ranked[:max_queries])
         queries = {q: t for q, t in queries.items() if q in keep_set}
         qrels = {q: r for q, r in qrels.items() if q in keep_set}
-        stats["subsample"] = f"{max_queries} query ids with the smallest SHA-256"
+        stats["subsample"] = (
+            f"all but the {max_queries} query ids with the smallest SHA-256"
+            if complement
+            else f"{max_queries} query ids with the smallest SHA-256"
+        )
     if distractors is not None:
         extra = distractor_docs(distractors)
         corpus += extra
@@ -215,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         help="medquad: keep N queries, those whose ids have the smallest SHA-256 (default: all)",
     )
     p.add_argument(
+        "--complement",
+        action="store_true",
+        help="medquad with --max-queries: keep the queries the subsample leaves out instead",
+    )
+    p.add_argument(
         "--distractors",
         default="",
         help="a BEIR corpus.jsonl whose documents are added, ids prefixed x-, as never-relevant distractors",
@@ -231,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "pubmedqa":
         stats = convert_pubmedqa(src, out, extra)
     else:
-        stats = convert_medquad(src, out, args.max_queries, extra)
+        stats = convert_medquad(src, out, args.max_queries, extra, args.complement)
     print(json.dumps(stats, indent=2))
     return 0
 

@@ -104,6 +104,9 @@ def test_medquad_subsample_is_deterministic_and_keeps_the_corpus(tmp_path: Path)
     assert qa == (tmp_path / "b" / "queries.jsonl").read_bytes()
     kept = set(retr.load_queries(tmp_path / "a" / "queries.jsonl"))
     assert set(retr.load_qrels(tmp_path / "a" / "qrels" / "test.tsv")) == kept
+    rest = conv.convert_medquad(FIX / "medquad", tmp_path / "c", max_queries=2, complement=True)
+    left = set(retr.load_queries(tmp_path / "c" / "queries.jsonl"))
+    assert rest["queries"] == 2 and rest["documents"] == 5 and not left & kept
 
 
 def test_bad_inputs_name_the_file_and_leave_no_half_output(
