@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> dict:
     from workbench.corpus import read_beir_jsonl
     from workbench.retrieval import EmbeddingCache, EvidenceIndex, load_embedder
     from workbench.retrieval.hybrid import DEFAULT_FUSION
+    from workbench.settings import get_settings
 
     beir = Path(args.beir_dir)
     queries = load_queries(beir / "queries.jsonl")
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> dict:
         folder,
         embedder=embedder,
         dense_kind=args.dense_index,
+        fusion=get_settings().fusion,  # honour WB_FUSION
         cache=cache,
         cache_checkpoint=Path(args.cache_dir) if args.cache_dir else None,
         progress=args.progress,
