@@ -35,10 +35,28 @@ pytestmark = [pytest.mark.browser, needs_chromium]
 QUESTION = "What do my blood pressure results mean?"
 
 
+#: True once some code cell is queued or has run: its prompt reads [*] or [n].
+_CELL_STARTED = (
+    "() => [...document.querySelectorAll('.jp-InputArea-prompt')]"
+    ".some(e => /\\[(\\*|\\d+)\\]/.test(e.textContent))"
+)
+
+
 def run_all_cells(page: Any) -> None:
-    """Restart the kernel and run all cells (the notebook toolbar's button, confirmed in its dialog)."""
-    page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:restart-run-all']").click()
-    page.locator(".jp-Dialog button.jp-mod-accept").click()
+    """Restart the kernel and run all cells (the notebook toolbar's button, confirmed in its dialog).
+
+    On a loaded machine a click that lands while the kernel is still settling can be dropped,
+    so the request is repeated once if no cell has started after a minute and a half.
+    """
+    for _ in range(2):
+        page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:restart-run-all']").click()
+        page.locator(".jp-Dialog button.jp-mod-accept").click()
+        try:
+            page.wait_for_function(_CELL_STARTED, timeout=90_000)
+            return
+        except Exception:  # noqa: BLE001 - playwright's timeout: ask once more
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    raise AssertionError("JupyterLab never started the notebook's cells")
 
 
 @pytest.fixture(scope="module")
