@@ -180,3 +180,23 @@ def test_embedding_cache_round_trips_keys_ending_in_nul(tmp_path: Path) -> None:
     out = again.encode(emb, all_texts)
     assert (again.hits, again.misses) == (len(all_texts), 0)
     assert np.all((out * vecs).sum(axis=1) > 0.999)
+
+
+def test_short_inputs_embed_like_a_batch() -> None:
+    # One or a few texts take a direct path (no batching machinery); vectors must not change.
+    from workbench.retrieval.embedder import load_embedder
+
+    emb = load_embedder()
+    texts = [
+        "Statins lower LDL cholesterol.",
+        "A much longer sentence about blood pressure and salt intake in older adults with diabetes.",
+        "x",
+        "Vitamin D and falls.",
+        "Aspirin after myocardial infarction.",
+    ]
+    batch = emb.encode(texts)  # five texts: the batch path
+    one_by_one = np.stack([emb.encode_one(t) for t in texts])
+    few = emb.encode(texts[:3])
+    assert np.allclose(one_by_one, batch, atol=1e-5)
+    assert np.allclose(few, batch[:3], atol=1e-5)
+    assert np.allclose(np.linalg.norm(one_by_one, axis=1), 1.0, atol=1e-5)

@@ -88,17 +88,34 @@ class Embedder:
             if few and threads > 1:
                 torch.set_num_threads(1)
             try:
-                vecs = self._model.encode(
-                    texts,
-                    batch_size=batch_size or self.batch_size,
-                    show_progress_bar=show_progress,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                )
+                if few:
+                    vecs = self._encode_direct(texts)
+                else:
+                    vecs = self._model.encode(
+                        texts,
+                        batch_size=batch_size or self.batch_size,
+                        show_progress_bar=show_progress,
+                        convert_to_numpy=True,
+                        normalize_embeddings=True,
+                    )
             finally:
                 if few and threads > 1:
                     torch.set_num_threads(threads)
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def _encode_direct(self, texts: list[str]) -> np.ndarray:
+        # The same modules as SentenceTransformer.encode (tokenise, transformer, pooling) without
+        # its batching machinery, which costs a query ~1.5 ms median and ~7 ms at p95 here.
+        import torch
+
+        model = self._model
+        features = model.tokenizer(
+            texts, padding=True, truncation=True, max_length=model.max_seq_length, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            out = model.forward(dict(features))["sentence_embedding"]
+            out = torch.nn.functional.normalize(out, p=2, dim=1)
+        return out.cpu().numpy()
 
     def encode_one(self, text: str) -> np.ndarray:
         """Encode one text into a (dimension,) unit vector."""
