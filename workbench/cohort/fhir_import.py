@@ -172,24 +172,15 @@ def _first_runs(
     return kept
 
 
+@dataclass(slots=True)
 class PendingTxn:
     """The rows of whole patients taken from a :class:`TxnBuffer` for one transaction."""
 
-    __slots__ = ("files", "import_id", "keys", "names", "rows")
-
-    def __init__(
-        self,
-        import_id: str,
-        rows: dict[str, list[list[Any]]],
-        names: dict[str, list[str]],
-        keys: list[tuple[str, str, str, str, int]],
-        files: list[FileReport],
-    ) -> None:
-        self.import_id = import_id
-        self.rows = rows
-        self.names = names
-        self.keys = keys
-        self.files = files
+    import_id: str
+    rows: dict[str, list[list[Any]]]
+    names: dict[str, list[str]]
+    keys: list[tuple[str, str, str, str, int]]
+    files: list[FileReport]
 
 
 class TxnBuffer:
