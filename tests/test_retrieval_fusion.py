@@ -106,3 +106,22 @@ def test_zscore_item_top_in_both_lists_wins() -> None:
     dense = {"a": 0.9, "b": 0.5, "c": 0.4}
     sparse = {"a": 12.0, "c": 8.0, "b": 1.0}
     assert fusion.zscore_sum([dense, sparse])[0][0] == "a"
+
+
+@given(scored, scored, st.floats(min_value=0.05, max_value=0.95))
+def test_zscore_sum_matches_the_definition(a: dict[int, float], b: dict[int, float], w: float) -> None:
+    # The array implementation against the definition written out per key.
+    def z(s: dict[int, float]) -> dict[int, float]:
+        if not s:
+            return {}
+        mean = sum(s.values()) / len(s)
+        sd = (sum((v - mean) ** 2 for v in s.values()) / len(s)) ** 0.5
+        return {k: (v - mean) / sd if sd > 0 else 0.0 for k, v in s.items()}
+
+    za, zb = z(a), z(b)
+    fa, fb = min(za.values(), default=0.0), min(zb.values(), default=0.0)
+    expected = {k: w * za.get(k, fa) + (1 - w) * zb.get(k, fb) for k in set(a) | set(b)}
+    fused = fusion.zscore_sum([a, b], weights=[w, 1 - w])
+    assert len(fused) == len(expected)
+    for key, value in fused:
+        assert math.isclose(value, expected[key], rel_tol=1e-9, abs_tol=1e-9)

@@ -200,3 +200,29 @@ def test_short_inputs_embed_like_a_batch() -> None:
     assert np.allclose(one_by_one, batch, atol=1e-5)
     assert np.allclose(few, batch[:3], atol=1e-5)
     assert np.allclose(np.linalg.norm(one_by_one, axis=1), 1.0, atol=1e-5)
+
+
+def test_query_precision_keeps_the_query_vector() -> None:
+    # bfloat16 query weights halve the memory a query streams; the vector must stay the float32 one.
+    from workbench.errors import ConfigError
+    from workbench.retrieval.embedder import Embedder, bundled_model_path
+
+    queries = ["Do statins lower LDL cholesterol in older adults?", "x", "vitamin D falls"]
+    f32 = Embedder(bundled_model_path(), query_precision="float32")
+    assert f32.query_dtype() == "float32"
+    exact = np.stack([f32.encode_query(q) for q in queries])
+    assert np.array_equal(exact, np.stack([f32.encode_one(q) for q in queries]))
+
+    bf16 = Embedder(bundled_model_path(), query_precision="bfloat16")
+    assert bf16.query_dtype() == "bfloat16"
+    approx = np.stack([bf16.encode_query(q) for q in queries])
+    assert approx.dtype == np.float32
+    assert np.allclose(np.linalg.norm(approx, axis=1), 1.0, atol=1e-5)
+    cosines = (approx * exact).sum(axis=1)
+    assert cosines.min() > 0.999, cosines
+    assert not np.array_equal(approx, exact)  # it really ran in bfloat16
+    # passages never take the bfloat16 path
+    assert np.array_equal(bf16.encode_one(queries[0]), exact[0])
+
+    with pytest.raises(ConfigError, match="query precision"):
+        Embedder(bundled_model_path(), query_precision="int4")

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         default="",
         description="Local folder of a sentence-transformers model; empty means the bundled all-MiniLM-L6-v2.",
     )
+    query_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="Precision of search-query encoding: auto = bfloat16 where the CPU has native bfloat16.",
+    )
     embedding_batch_size: int = Field(default=64, ge=1, description="Batch size when encoding passages.")
     dense_index: Literal["flat", "hnsw", "ivfpq"] = Field(
         default="flat",

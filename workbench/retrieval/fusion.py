@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
+import numpy as np
+
 K = TypeVar("K", bound=Hashable)
 
 RRF_K = 60  # the constant from Cormack et al. (2009); deliberately not tuned per data set
@@ -71,10 +73,13 @@ def zscore(scores: Mapping[K, float]) -> dict[K, float]:
     """Standardise scores to mean 0 and standard deviation 1 (all-equal scores map to 0)."""
     if not scores:
         return {}
-    values = list(scores.values())
-    mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
-    return {key: ((v - mean) / sd if sd > 0 else 0.0) for key, v in scores.items()}
+    z = _zscores(np.fromiter(scores.values(), dtype=np.float64, count=len(scores)))
+    return dict(zip(scores, z.tolist()))
+
+
+def _zscores(values: np.ndarray) -> np.ndarray:
+    sd = float(values.std())
+    return (values - values.mean()) / sd if sd > 0 else np.zeros_like(values)
 
 
 def zscore_sum(
@@ -88,8 +93,20 @@ def zscore_sum(
     weights = weights or [1.0 / len(score_lists)] * len(score_lists)
     if len(weights) != len(score_lists):
         raise ValueError("one weight per score list")
-    normed = [zscore(s) for s in score_lists]
-    floors = [min(n.values()) if n else 0.0 for n in normed]
-    keys = list(dict.fromkeys(k for s in score_lists for k in s))
-    fused = {k: sum(w * n.get(k, f) for n, f, w in zip(normed, floors, weights)) for k in keys}
-    return _sorted(fused)
+    # Arrays instead of per-key dict lookups: a hybrid query fuses ~2,000 documents, and the
+    # dict version cost ~3 ms of a ~25 ms query.
+    position: dict[K, int] = {}
+    for scores in score_lists:
+        for key in scores:
+            position.setdefault(key, len(position))
+    fused = np.zeros(len(position), dtype=np.float64)
+    for scores, w in zip(score_lists, weights):
+        if not scores:
+            continue
+        z = _zscores(np.fromiter(scores.values(), dtype=np.float64, count=len(scores)))
+        column = np.full(len(position), w * float(z.min()))
+        column[np.fromiter((position[k] for k in scores), dtype=np.int64, count=len(scores))] = w * z
+        fused += column
+    keys = list(position)
+    order = np.argsort(-fused, kind="stable")  # stable: ties keep first appearance
+    return [(keys[i], float(fused[i])) for i in order.tolist()]

@@ -89,7 +89,7 @@ def hybrid_rank(
         raise ValueError(f"unknown fusion {fusion!r}; choose zscore, rrf or weighted")
     depth = max(CANDIDATES, k)
     keys = index._doc_key
-    q = index.embedder.encode_one(query) if mode != "bm25" else None
+    q = index.embedder.encode_query(query) if mode != "bm25" else None
 
     if not collapse:
         lists = []
