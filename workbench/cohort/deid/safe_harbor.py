@@ -460,25 +460,29 @@ def _mentions(known: Mapping[str, list[str]], text: str) -> bool:
 
 
 def _free_text(values: pd.Series, ctx: _Context, *, short: bool = False) -> pd.Series:
-    from workbench.cohort.deid.text import DEFAULT_ENTITIES, PATTERN_ENTITIES, deidentify_text
+    from workbench.cohort.deid.text import DEFAULT_ENTITIES, PATTERN_ENTITIES, deidentify_texts
 
     entities = PATTERN_ENTITIES if short else DEFAULT_ENTITIES
     # The same coded value repeats across thousands of rows: de-identify each text once, and
     # again with the patient's identifiers only where one of them occurs in it.
-    blind: dict[str, str] = {}
-    out: list[Any] = []
+    jobs: dict[tuple[str, str | None], int] = {}
+    job_of: list[int | None] = []
     for text, pid in zip(values, ctx.patient_ids, strict=True):
         if text is None or (not isinstance(text, str) and pd.isna(text)):
-            out.append(None)
+            job_of.append(None)
             continue
         text = str(text)
         known = ctx.known(str(pid)) if pid is not None and not pd.isna(pid) else {}
-        if known and _mentions(known, text):
-            out.append(deidentify_text(text, known_identifiers=known, entities=entities).text)
-            continue
-        if text not in blind:
-            blind[text] = deidentify_text(text, entities=entities).text
-        out.append(blind[text])
+        job = (text, str(pid)) if known and _mentions(known, text) else (text, None)
+        job_of.append(jobs.setdefault(job, len(jobs)))
+    # One batch call: the analyzer parses each distinct paragraph once and builds one
+    # recognizer per patient.
+    results = deidentify_texts(
+        [text for text, _ in jobs],
+        known_identifiers=[ctx.known(pid) if pid is not None else None for _, pid in jobs],
+        entities=entities,
+    )
+    out = [None if j is None else results[j].text for j in job_of]
     return pd.Series(out, index=values.index, dtype="object")
 
 
