@@ -404,3 +404,60 @@ def test_generated_flatteners_match_interpreted_specs() -> None:
         specs["Observation"].rows(bad, None)
     with pytest.raises(SpecValueError, match="column effective: impossible or malformed date"):
         specs["Observation"].rows_interpreted(bad, None)
+
+
+def test_arrow_batches_match_python_rows_and_survive_pickling(tmp_path: Path) -> None:
+    """A worker's Arrow tables hold the values the single-process path inserts, and cross pickling intact."""
+    import pickle
+
+    import duckdb
+    import pyarrow as pa
+
+    from workbench.cohort import fhir_import as fi
+
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    ensure_schema(con)
+    schemas = fi.RecordsWriter(con).schemas()
+    flattener = fi.Flattener()
+    bundle = sorted((FHIR / "bundles").glob("*.json.gz"))[0]
+    groups = fi.parse_bundle(bundle, fi.FileReport(file=str(bundle), kind="fhir_bundle"), flattener)
+    assert groups
+    for batch in groups.values():
+        arrow = pickle.loads(pickle.dumps(fi.batch_to_arrow(batch, schemas)))
+        assert arrow.keys == batch.keys and arrow.runs == batch.runs and arrow.n_rows == batch.n_rows
+        assert set(arrow.tables) == {t for t, rows in batch.rows.items() if rows}
+        for table, rows in batch.rows.items():
+            tbl = arrow.tables[table]
+            assert tbl.column_names == batch.names[table]
+            assert tbl.schema.equals(pa.schema([schemas[table].field(n) for n in batch.names[table]]))
+            got = [list(r.values()) for r in tbl.to_pylist()]
+            assert got == rows
+    con.close()
+
+
+def test_parallel_import_counts_a_bundle_repeated_in_one_transaction_once(tmp_path: Path) -> None:
+    """Two files with the same resources, queued from workers into one transaction: stored once, one counted duplicate each."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    src = sorted((FHIR / "bundles").glob("*.json.gz"))
+    for p in src[:2]:
+        shutil.copy(p, folder / p.name)
+    # same content under another name: the sha256 matches, so both files are imported in this run
+    shutil.copy(src[0], folder / f"zz_copy_{src[0].name}")
+    serial = import_paths(open_workspace(tmp_path / "s"), [folder], workers=1)
+    ws = open_workspace(tmp_path / "p")
+    parallel = import_paths(ws, [folder], workers=2)
+    assert parallel.resources == serial.resources
+    assert parallel.duplicates == serial.duplicates > 0
+    assert parallel.rows == serial.rows
+    con = ws.connect()
+    try:
+        n_keys = con.execute("SELECT count(*) FROM resource_keys").fetchone()
+        n_distinct = con.execute(
+            'SELECT count(DISTINCT ("table", resource_id)) FROM resource_keys'
+        ).fetchone()
+        assert n_keys == n_distinct
+        for table, n in parallel.rows.items():
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (n,)
+    finally:
+        con.close()
