@@ -109,7 +109,9 @@ def run(args: argparse.Namespace) -> dict:
     cache = None
     if args.cache_dir:
         cache = EmbeddingCache.load(Path(args.cache_dir), embedder.fingerprint)
-    docs = list(read_beir_jsonl(beir / "corpus.jsonl", corpus=beir.name or "beir"))
+    docs = list(
+        read_beir_jsonl(beir / "corpus.jsonl", corpus=beir.name or "beir", source_kind=args.source_kind)
+    )
     t0 = time.perf_counter()
     index = EvidenceIndex.build(
         docs,
@@ -162,6 +164,8 @@ def run(args: argparse.Namespace) -> dict:
             "model": embedder.name,
             "model_fingerprint": embedder.fingerprint,
             "dense_index": args.dense_index,
+            "source_kind": args.source_kind,
+            "sentences": index.manifest["counts"].get("sentences", 0),
             "fusion": index.manifest.get("fusion", DEFAULT_FUSION),
             "chunking": index.manifest["chunking"],
             "depth": args.depth,
@@ -194,7 +198,8 @@ def markdown(out: dict) -> str:
         "",
         f"Build: {b['seconds']} s ({b['docs_per_s']} docs/s); peak RSS {out['peak_rss_mb']} MB; "
         f"model {out['settings']['model']}; dense index {out['settings']['dense_index']}; "
-        f"fusion {out['settings']['fusion']}; {out['machine']['cpus']} CPUs.",
+        f"fusion {out['settings']['fusion']}; documents as {out['settings']['source_kind']} "
+        f"({out['settings']['sentences']} sentence vectors); {out['machine']['cpus']} CPUs.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -206,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", help="qrels split (default test)")
     p.add_argument("--depth", type=int, default=100, help="hits retrieved per query (default 100)")
     p.add_argument("--dense-index", default="flat", choices=["flat", "hnsw", "ivfpq"])
+    p.add_argument(
+        "--source-kind",
+        default="abstract",
+        choices=["abstract", "guideline", "qa", "user_document"],
+        help="what the corpus documents are (default abstract; guideline for MedQuAD pages). "
+        "Abstracts also get sentence vectors, as in the product.",
+    )
     p.add_argument("--model", default="", help="local sentence-transformers folder (default: bundled MiniLM)")
     p.add_argument("--index-dir", default="", help="keep the built index here instead of a temp folder")
     p.add_argument(

@@ -41,7 +41,11 @@ def test_manifest_records_model_and_counts(index_dir: Path) -> None:
         "tokens.jsonl",
         "doc_tokens.jsonl",
         "doc_keys.json",
+        "sentences.faiss",
+        "sentence_rows.npy",
     }
+    assert info["sentence_index"] == "flat16"
+    assert info["counts"]["sentences"] > 0  # the "pubmed" fixture documents are abstracts
     assert "faiss-cpu" in info["versions"]
 
 

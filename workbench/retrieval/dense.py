@@ -1,7 +1,8 @@
 """Dense retrieval with FAISS over unit vectors (inner product = cosine).
 
 Three index types: ``flat`` (exact, default), ``hnsw`` (graph, for large corpora) and
-``ivfpq`` (compressed, for very large corpora). FAISS row ids equal the chunk store's row
+``ivfpq`` (compressed, for very large corpora). ``flat16`` (exact scan of float16 codes) is
+used internally for the sentence layer. FAISS row ids equal the chunk store's row
 numbers; deletions are tombstones passed as an ID selector, so every type supports them.
 """
 
@@ -19,12 +20,14 @@ from workbench.errors import IndexCorrupt
 # faiss' bundled stubs lack SearchParametersHNSW and the `sel` keyword; use it untyped.
 faiss: Any = _faiss
 
-DenseKind = Literal["flat", "hnsw", "ivfpq"]
+DenseKind = Literal["flat", "hnsw", "ivfpq", "flat16"]
 
 
 def _new_index(kind: DenseKind, dim: int, train: np.ndarray) -> faiss.Index:
     if kind == "flat":
         return faiss.IndexFlatIP(dim)
+    if kind == "flat16":
+        return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80

@@ -67,6 +67,24 @@ def _best_rows(rows: np.ndarray, scores: np.ndarray, keys: list[str]) -> dict[st
     return best
 
 
+def _with_sentences(
+    best: dict[str, tuple[int, float]], rows: np.ndarray, scores: np.ndarray, keys: list[str]
+) -> dict[str, tuple[int, float]]:
+    """A document's dense score is the better of its best passage and its best sentence.
+
+    When a sentence wins, the hit shows the chunk holding that sentence.
+    """
+    if not len(rows):
+        return best
+    merged = dict(best)
+    for r, s in zip(rows.tolist(), scores.tolist()):
+        key = keys[r]
+        held = merged.get(key)
+        if held is None or s > held[1]:
+            merged[key] = (r, s)
+    return dict(sorted(merged.items(), key=lambda kv: -kv[1][1]))
+
+
 def _allowed_rows(index: EvidenceIndex, key: str, mask: np.ndarray | None) -> list[int]:
     rows = index._rows_of_doc.get(key, [])
     return [r for r in rows if mask is None or mask[r]]
@@ -105,6 +123,8 @@ def hybrid_rank(
     if q is not None:
         rows, scores = index.dense.search(q, depth, mask=mask)
         dense_best = _best_rows(rows, scores, keys)
+        if len(index.sentences):
+            dense_best = _with_sentences(dense_best, *index.sentences.search(q, depth, chunk_mask=mask), keys)
         if mode == "dense":
             return [(r, s) for r, s in list(dense_best.values())[:k]]
 

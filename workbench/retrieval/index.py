@@ -9,6 +9,8 @@ Layout of an index folder::
     tokens.jsonl     BM25 tokens per chunk row (bm25s re-weights from them on load)
     doc_tokens.jsonl BM25 tokens per document (title + whole text) for document ranking
     doc_keys.json    the document of each doc_tokens row ("corpus\0doc_id")
+    sentences.faiss  float16 vectors of abstract sentences (see ``sentences.py``)
+    sentence_rows.npy the chunk row holding each sentence
 
 A folder without ``manifest.json`` is a partial build; a file whose checksum differs from the
 manifest is corruption. Both raise :class:`~workbench.errors.IndexCorrupt`. Every write goes to
@@ -36,10 +38,11 @@ from workbench.retrieval.dense import DenseIndex, DenseKind
 from workbench.retrieval.embedder import Embedder, load_embedder
 from workbench.retrieval.embedding_cache import EmbeddingCache
 from workbench.retrieval.hybrid import DEFAULT_FUSION, FusionMethod, SearchMode, hybrid_rank
+from workbench.retrieval.sentences import SENTENCE_KINDS, SentenceLayer, sentence_units
 from workbench.retrieval.sparse import SparseIndex, tokenize
 from workbench.types import Chunk, Document, Hit
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: sentence layer
 MANIFEST = "manifest.json"
 _DATA_FILES = (
     "chunks.parquet",
@@ -48,6 +51,8 @@ _DATA_FILES = (
     "tokens.jsonl",
     "doc_tokens.jsonl",
     "doc_keys.json",
+    "sentences.faiss",
+    "sentence_rows.npy",
 )
 
 
@@ -116,6 +121,7 @@ class EvidenceIndex:
         doc_keys: list[str],
         manifest: dict[str, Any],
         embedder: Embedder | None = None,
+        sentences: SentenceLayer | None = None,
     ) -> None:
         self.folder = folder
         self.manifest = manifest
@@ -124,6 +130,11 @@ class EvidenceIndex:
         self.sparse = sparse
         self.doc_sparse = doc_sparse
         self.doc_keys = doc_keys
+        self.sentences = sentences or SentenceLayer.build(
+            np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0), dtype=np.float32),
+            np.zeros(0, dtype=np.int64),
+            "flat",
+        )
         self._embedder = embedder
         self._set_rows(rows)
 
@@ -230,6 +241,9 @@ class EvidenceIndex:
         )
         texts = [passage_text(c) for c in chunks]
         vectors = _encode(embedder, texts, cache, progress, cache_checkpoint)
+        sentence_texts, sentence_rows = sentence_units(chunks)
+        sentence_vectors = _encode(embedder, sentence_texts, cache, progress, cache_checkpoint)
+        sentences = SentenceLayer.build(sentence_vectors, sentence_rows, dense_kind)
         rows = _rows_table(chunks)
         dense = DenseIndex.build(vectors, dense_kind)
         sparse = SparseIndex(tokenize(texts))
@@ -251,6 +265,8 @@ class EvidenceIndex:
                 "max_seq_length": embedder.max_seq_length,
             },
             "dense_index": dense_kind,
+            "sentence_index": sentences.dense.kind,
+            "sentence_kinds": sorted(SENTENCE_KINDS),
             "fusion": fusion,
             "chunking": {
                 "max_tokens": budget,
@@ -259,12 +275,16 @@ class EvidenceIndex:
                 "header_in_budget": True,
             },
             "corpora": {name: {**(corpora or {}).get(name, {}), **cnt} for name, cnt in counts.items()},
-            "counts": {"chunks": len(chunks), "documents": sum(c["documents"] for c in counts.values())},
+            "counts": {
+                "chunks": len(chunks),
+                "documents": sum(c["documents"] for c in counts.values()),
+                "sentences": len(sentences),
+            },
             "build_seconds": round(time.perf_counter() - t0, 2),
             "embedding_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses},
             "versions": _versions(),
         }
-        index = cls(folder, rows, vectors, dense, sparse, doc_sparse, doc_keys, manifest, embedder)
+        index = cls(folder, rows, vectors, dense, sparse, doc_sparse, doc_keys, manifest, embedder, sentences)
         index.save()
         return index
 
@@ -313,6 +333,17 @@ class EvidenceIndex:
         except Exception as exc:  # pyarrow and numpy raise many types for damaged files
             raise IndexCorrupt(f"cannot read the chunk store in {folder}: {exc}; rebuild the index") from exc
         dense = DenseIndex.load(folder / "dense.faiss", manifest["dense_index"])
+        try:
+            sentence_rows = np.load(folder / "sentence_rows.npy")
+            sentences = SentenceLayer(
+                DenseIndex.load(folder / "sentences.faiss", manifest["sentence_index"]), sentence_rows
+            )
+        except IndexCorrupt:
+            raise
+        except Exception as exc:  # numpy raises many types for a damaged .npy
+            raise IndexCorrupt(
+                f"cannot read the sentence layer in {folder}: {exc}; rebuild the index"
+            ) from exc
         sparse = SparseIndex.load(folder)
         doc_sparse = SparseIndex.load(folder, "doc_tokens.jsonl")
         try:
@@ -329,14 +360,17 @@ class EvidenceIndex:
                 f"{folder}: row counts disagree (chunks {n}, vectors {len(vectors)}, FAISS {len(dense)}, "
                 f"BM25 {len(sparse)}); rebuild the index"
             )
+        if len(sentence_rows) and not (0 <= sentence_rows.min() and sentence_rows.max() < n):
+            raise IndexCorrupt(f"{folder}: sentence rows point outside the chunk store; rebuild the index")
         if (
             vectors.shape[1] != manifest["model"]["dimension"]
             or dense.dimension != manifest["model"]["dimension"]
+            or sentences.dense.dimension != manifest["model"]["dimension"]
         ):
             raise ModelMismatch(
                 f"{folder}: stored vectors do not have the manifest's dimension; rebuild the index"
             )
-        index = cls(folder, rows, vectors, dense, sparse, doc_sparse, doc_keys, manifest, None)
+        index = cls(folder, rows, vectors, dense, sparse, doc_sparse, doc_keys, manifest, None, sentences)
         if embedder is not None:
             index._check_model(embedder)
             index._embedder = embedder
@@ -355,6 +389,10 @@ class EvidenceIndex:
         self.sparse.save(tmp)
         self.doc_sparse.save(tmp, "doc_tokens.jsonl")
         (tmp / "doc_keys.json").write_text(json.dumps(self.doc_keys), encoding="utf-8")
+        self.sentences.dense.save(tmp / "sentences.faiss")
+        np.save(tmp / "sentence_rows.npy", self.sentences.rows)
+        self.manifest["sentence_index"] = self.sentences.dense.kind
+        self.manifest["counts"]["sentences"] = len(self.sentences)
         self.manifest["files"] = {name: _sha256(tmp / name) for name in _DATA_FILES}
         self.manifest["counts"]["live_chunks"] = len(self)
         (tmp / MANIFEST).write_text(json.dumps(self.manifest, indent=2, sort_keys=True), encoding="utf-8")
@@ -386,6 +424,8 @@ class EvidenceIndex:
         if chunks:
             texts = [passage_text(c) for c in chunks]
             vecs = _encode(self.embedder, texts, cache, False)
+            sentence_texts, sentence_rows = sentence_units(chunks, first_row=self.rows.num_rows)
+            self.sentences.add(_encode(self.embedder, sentence_texts, cache, False), sentence_rows)
             self.vectors = np.concatenate([self.vectors, vecs]) if len(self.vectors) else vecs
             self.dense.add(vecs)
             self.sparse.add(tokenize(texts))
