@@ -275,3 +275,36 @@ def test_failed_background_commit_keeps_whole_patients(
     again = import_paths(ws, [FHIR / "bundles"], workers=1)
     assert not again.errors
     assert _per_patient(ws) == expected
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_files_among_good_ones_in_worker_chunks(tmp_path: Path, workers: int) -> None:
+    """Worker jobs hold several files: a broken one fails alone, its chunk's good files and bad patients as serially."""
+    good = sorted((FHIR / "bundles").glob("*.json.gz"))
+    d = tmp_path / "in"
+    d.mkdir()
+    for p in good:
+        (d / f"g_{p.name}").write_bytes(p.read_bytes())
+    (d / "a_broken.json").write_text('{"resourceType": "Bundle", "entry": [{"resource": ')
+    (d / "c_cut.json.gz").write_bytes(good[0].read_bytes()[:5000])
+    (d / "h_bad_date.json").write_text(
+        json.dumps(_bundle(_patient("p9", "Zed"), _obs("o9", "p9", when="2021-02-30T00:00:00Z")))
+    )
+    (d / "i_fine.json").write_text(json.dumps(_bundle(_patient("p8", "Yi"), _obs("o8", "p8"))))
+    ws = open_workspace(tmp_path / f"ws{workers}")
+    result = import_paths(ws, [d], workers=workers)
+    status = {Path(f.file).name: f.status for f in result.files}
+    assert status["a_broken.json"] == status["c_cut.json.gz"] == "failed"
+    assert status["h_bad_date.json"] == "failed"  # its only patient was rolled back
+    assert status["i_fine.json"] == "ok"
+    assert all(status[f"g_{p.name}"] == "ok" for p in good)
+    errors = {Path(e["file"]).name: e for e in result.errors}
+    assert "not valid JSON" in errors["a_broken.json"]["message"]
+    assert "truncated" in errors["c_cut.json.gz"]["message"]
+    assert "o9" in errors["h_bad_date.json"]["message"]
+    assert _count(ws, "SELECT count(*) FROM patients") == len(good) + 1
+    assert _count(ws, "SELECT count(*) FROM patients WHERE resource_id = 'p9'") == 0
+    assert _count(ws, "SELECT count(*) FROM observations WHERE resource_id = 'o8'") == 1
+    # strict: the first bad file in file order stops the import, whichever worker read it
+    with pytest.raises(RecordFormatError, match="a_broken.json: not valid JSON"):
+        import_paths(open_workspace(tmp_path / f"strict{workers}"), [d], workers=workers, strict=True)

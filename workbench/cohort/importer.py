@@ -320,6 +320,9 @@ IMPORT_MEMORY_LIMIT_MB = 64
 #: DuckDB threads while importing; see :func:`import_paths`.
 IMPORT_DUCKDB_THREADS = 1
 
+#: Bundles per worker job: their rows travel as one set of Arrow tables (fewer, larger calls).
+PARALLEL_CHUNK_FILES = 4
+
 #: Bundles below this count are not worth starting worker processes for (auto mode).
 PARALLEL_MIN_FILES = 16
 
@@ -341,44 +344,47 @@ def _workers(requested: int | None, n_files: int) -> int:
 def _import_bundles_parallel(
     pending: list[tuple[Path, FileReport]], buffer: TxnBuffer, strict: bool, workers: int
 ) -> None:
-    """Workers parse and flatten bundles; this process queues whole patients and writes.
+    """Workers parse and flatten bundles into Arrow tables; this process queues whole patients and writes.
 
-    At most two bundles per worker are in flight, so memory stays bounded however many
-    files there are; results are taken in file order, so the outcome equals a serial import.
+    Each job is a chunk of up to :data:`PARALLEL_CHUNK_FILES` bundles, and at most two chunks per
+    worker are in flight, so memory stays bounded however many files there are; results are
+    taken in file order, so the outcome equals a serial import.
     """
     ctx = multiprocessing.get_context("spawn")  # no fork: the parent holds DuckDB threads
     schemas = buffer.writer.schemas()  # before any transaction runs in the background
+    size = max(1, min(PARALLEL_CHUNK_FILES, len(pending) // (2 * workers)))
+    chunks = [pending[i : i + size] for i in range(0, len(pending), size)]
     with ctx.Pool(workers, initializer=fhir_import.init_bundle_worker, initargs=(schemas,)) as pool:
-        inflight: deque[tuple[FileReport, Any, Any]] = deque()
-        todo = iter(pending)
+        inflight: deque[tuple[list[tuple[Path, FileReport]], Any, Any]] = deque()
+        todo = iter(chunks)
 
         def submit() -> None:
             nxt = next(todo, None)
             if nxt is not None:
-                path, rep = nxt
-                job = (str(path), rep.file, rep.kind, strict)
-                inflight.append((rep, utcnow(), pool.apply_async(fhir_import.parse_bundle_job, (job,))))
+                jobs = [(str(path), rep.file, rep.kind, strict) for path, rep in nxt]
+                inflight.append((nxt, utcnow(), pool.apply_async(fhir_import.parse_bundles_job, (jobs,))))
 
         for _ in range(2 * workers):
             submit()
         while inflight:
-            report, started, fut = inflight.popleft()
+            chunk, started, fut = inflight.popleft()
             submit()
-            try:
-                groups, parsed = fut.get()
-            except RecordFormatError as exc:
-                report.status = "failed"
-                report.add_error(exc)
+            result: fhir_import.ArrowChunk = fut.get()
+            for i, ((_path, report), (parsed, error, _patients)) in enumerate(zip(chunk, result.files)):
+                if error is not None:
+                    report.status = "failed"
+                    report.add_error(error)
+                    buffer.finish_file(report, started)
+                    if strict:
+                        raise error
+                    continue
+                report.unknown_types.update(parsed.unknown_types)
+                report.duplicates += parsed.duplicates
+                report.errors.extend(parsed.errors)
+                fhir_import.queue_patients(result.patients(i), report, buffer)
                 buffer.finish_file(report, started)
-                if strict:
-                    raise
-                continue
-            report.unknown_types.update(parsed.unknown_types)
-            report.duplicates += parsed.duplicates
-            report.errors.extend(parsed.errors)
-            fhir_import.queue_patients(groups, report, buffer)
-            buffer.finish_file(report, started)
-            buffer.maybe_flush()
+                buffer.maybe_flush()
+            del result
 
 
 def _plan(arg: Path, result: ImportResult) -> list[tuple[str, list[tuple[Path, FileReport]]]]:
