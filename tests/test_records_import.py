@@ -252,7 +252,9 @@ def test_first_value_matches_full_path() -> None:
             assert first(d) == (vals[0] if vals else None), (path, d)
 
 
-def test_parallel_workers_store_the_same_rows(tmp_path: Path) -> None:
+def test_parallel_workers_store_the_same_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.cohort import importer
+
     def snapshot(ws) -> dict[str, list[tuple]]:
         con = ws.connect()
         try:
@@ -270,11 +272,16 @@ def test_parallel_workers_store_the_same_rows(tmp_path: Path) -> None:
             con.close()
 
     serial = open_workspace(tmp_path / "serial")
-    parallel = open_workspace(tmp_path / "parallel")
     r1 = import_paths(serial, [FHIR / "bundles"], workers=1)
-    r2 = import_paths(parallel, [FHIR / "bundles"], workers=2, txn_rows=1)
-    assert r1.resources == r2.resources and r1.unknown_types == r2.unknown_types
-    assert snapshot(serial) == snapshot(parallel)
+    expected = snapshot(serial)
+    # workers alone (Arrow chunks from other processes), then the writer parsing while it waits
+    for only_workers, workers, txn_rows in ((True, 2, 1), (True, 3, 20_000), (False, 2, 1)):
+        monkeypatch.setattr(importer, "PARSE_WHILE_WAITING", not only_workers)
+        parallel = open_workspace(tmp_path / f"parallel-{only_workers}-{workers}")
+        r2 = import_paths(parallel, [FHIR / "bundles"], workers=workers, txn_rows=txn_rows)
+        assert r1.resources == r2.resources and r1.unknown_types == r2.unknown_types
+        assert r1.rows == r2.rows and r1.patients == r2.patients
+        assert snapshot(parallel) == expected
 
 
 def test_other_resource_specs(ws, tmp_path: Path) -> None:
@@ -435,7 +442,9 @@ def test_arrow_batches_match_python_rows_and_survive_pickling(tmp_path: Path) ->
     con.close()
 
 
-def test_parallel_import_counts_a_bundle_repeated_in_one_transaction_once(tmp_path: Path) -> None:
+def test_parallel_import_counts_a_bundle_repeated_in_one_transaction_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two files with the same resources, queued from workers into one transaction: stored once, one counted duplicate each."""
     folder = tmp_path / "in"
     folder.mkdir()
@@ -445,6 +454,9 @@ def test_parallel_import_counts_a_bundle_repeated_in_one_transaction_once(tmp_pa
     # same content under another name: the sha256 matches, so both files are imported in this run
     shutil.copy(src[0], folder / f"zz_copy_{src[0].name}")
     serial = import_paths(open_workspace(tmp_path / "s"), [folder], workers=1)
+    from workbench.cohort import importer
+
+    monkeypatch.setattr(importer, "PARSE_WHILE_WAITING", False)  # every file through a worker (Arrow)
     ws = open_workspace(tmp_path / "p")
     parallel = import_paths(ws, [folder], workers=2)
     assert parallel.resources == serial.resources
@@ -461,3 +473,47 @@ def test_parallel_import_counts_a_bundle_repeated_in_one_transaction_once(tmp_pa
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (n,)
     finally:
         con.close()
+
+
+def test_worker_chunk_job_matches_in_process_parse(tmp_path: Path) -> None:
+    """The worker entry point (several bundles -> one Arrow chunk) gives each patient the rows parse_bundle gives."""
+    import pickle
+
+    import duckdb
+
+    from workbench.cohort import fhir_import as fi
+
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    ensure_schema(con)
+    schemas = fi.RecordsWriter(con).schemas()
+    con.close()
+    files = sorted((FHIR / "bundles").glob("*.json.gz"))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"resourceType": "Bundle", "entry": [')
+    paths = [files[0], bad, *files[1:]]
+    fi.init_bundle_worker(schemas)
+    try:
+        chunk = pickle.loads(
+            pickle.dumps(fi.parse_bundles_job([(str(p), str(p), "fhir_bundle", False) for p in paths]))
+        )
+    finally:
+        fi._WORKER_FLATTENER = fi._WORKER_SCHEMAS = None
+        import gc
+
+        gc.enable()
+    flattener = fi.Flattener()
+    assert len(chunk.files) == len(paths)
+    for i, p in enumerate(paths):
+        report, error, _ = chunk.files[i]
+        if p == bad:
+            assert error is not None and "not valid JSON" in str(error)
+            assert chunk.patients(i) == {}
+            continue
+        assert error is None
+        expected = fi.parse_bundle(p, fi.FileReport(file=str(p), kind="fhir_bundle"), flattener)
+        got = chunk.patients(i)
+        assert list(got) == list(expected)
+        for pid, batch in expected.items():
+            assert got[pid].keys == batch.keys
+            for table, rows in batch.rows.items():
+                assert [list(r.values()) for r in got[pid].tables[table].to_pylist()] == rows

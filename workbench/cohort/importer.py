@@ -21,10 +21,11 @@ import os
 import uuid
 import zipfile
 import zlib
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -222,8 +223,9 @@ def import_paths(
     resources are skipped or roll back their patient (see :mod:`fhir_import`) and reported.
     ``txn_rows`` is how many rows of whole patients share one transaction (1: a transaction
     per patient); every patient is stored completely or not at all either way.
-    ``workers`` processes read and flatten bundles in parallel while this process writes
-    (default: up to 4 when there are many bundles and more than one CPU; 1 = no workers).
+    ``workers`` processes, this one included, read and flatten bundles in parallel while this
+    process also writes (default: up to 4 when there are many bundles and CPUs are idle;
+    1 = this process alone).
     """
     with _gc_paused():
         return _import_paths(ws, paths, person, strict, con, progress, txn_rows, workers, purpose)
@@ -291,7 +293,7 @@ def _import_paths(
                         sources.setdefault(source_id, []).append(report)
                     n_workers = _workers(workers, len(pending))
                     if kind == "fhir_bundle" and n_workers > 1:
-                        _import_bundles_parallel(pending, buffer, strict, n_workers)
+                        _import_bundles_parallel(pending, buffer, strict, n_workers, flattener)
                         continue
                     for path, report in pending:
                         _import_one(con, path, report, result.import_id, flattener, buffer, strict, person)
@@ -323,6 +325,9 @@ IMPORT_DUCKDB_THREADS = 1
 #: Bundles per worker job: their rows travel as one set of Arrow tables (fewer, larger calls).
 PARALLEL_CHUNK_FILES = 4
 
+#: Whether the writing process parses bundles itself while a worker's result is not ready.
+PARSE_WHILE_WAITING = True
+
 #: Bundles below this count are not worth starting worker processes for (auto mode).
 PARALLEL_MIN_FILES = 16
 
@@ -332,59 +337,106 @@ def _workers(requested: int | None, n_files: int) -> int:
         return max(1, requested) if n_files > 1 else 1
     if n_files < PARALLEL_MIN_FILES:
         return 1
-    # Workers only pay where CPUs are idle: on a busy machine they just compete with the writer.
+    # Workers only pay where CPUs are idle: a worker costs its start-up and the Arrow hand-over
+    # (about a third more CPU in all), so on a busy machine the serial import finishes first.
     cpus = os.cpu_count() or 1
     try:
         spare = cpus - os.getloadavg()[0]
     except (AttributeError, OSError):  # no load average on this platform
         spare = cpus - 1
-    return min(4, int(spare) - 1) if spare >= 3 else 1
+    return min(4, int(spare + 0.5)) if spare >= 1.5 else 1
+
+
+_Parsed = list[tuple[FileReport, RecordFormatError | None, Any]]
+
+
+def _parse_here(chunk: list[tuple[Path, FileReport]], flattener: Flattener, strict: bool) -> _Parsed:
+    """Parse a chunk of bundles in this process, as a worker would (Python rows, no Arrow)."""
+    out: _Parsed = []
+    for path, rep in chunk:
+        parsed = FileReport(file=rep.file, kind=rep.kind)
+        try:
+            out.append((parsed, None, fhir_import.parse_bundle(path, parsed, flattener, strict=strict)))
+        except RecordFormatError as exc:
+            out.append((parsed, exc, {}))
+    return out
 
 
 def _import_bundles_parallel(
-    pending: list[tuple[Path, FileReport]], buffer: TxnBuffer, strict: bool, workers: int
+    pending: list[tuple[Path, FileReport]],
+    buffer: TxnBuffer,
+    strict: bool,
+    workers: int,
+    flattener: Flattener,
 ) -> None:
-    """Workers parse and flatten bundles into Arrow tables; this process queues whole patients and writes.
+    """``workers - 1`` worker processes and this one parse bundles; this process also queues and writes.
 
-    Each job is a chunk of up to :data:`PARALLEL_CHUNK_FILES` bundles, and at most two chunks per
-    worker are in flight, so memory stays bounded however many files there are; results are
-    taken in file order, so the outcome equals a serial import.
+    Workers take chunks of up to :data:`PARALLEL_CHUNK_FILES` bundles and return Arrow tables.
+    This process parses the next chunk itself whenever the result it needs next is not ready,
+    so both cores of a two-core machine parse with one worker process started, not two.
+    At most two chunks per worker and two parsed here wait at any time, so memory stays
+    bounded however many files there are; results are queued in file order, so the outcome
+    equals a serial import.
     """
     ctx = multiprocessing.get_context("spawn")  # no fork: the parent holds DuckDB threads
     schemas = buffer.writer.schemas()  # before any transaction runs in the background
-    size = max(1, min(PARALLEL_CHUNK_FILES, len(pending) // (2 * workers)))
+    n_procs = max(1, workers - 1)
+    size = max(1, min(PARALLEL_CHUNK_FILES, len(pending) // (4 * workers)))
     chunks = [pending[i : i + size] for i in range(0, len(pending), size)]
-    with ctx.Pool(workers, initializer=fhir_import.init_bundle_worker, initargs=(schemas,)) as pool:
-        inflight: deque[tuple[list[tuple[Path, FileReport]], Any, Any]] = deque()
-        todo = iter(chunks)
+    with ctx.Pool(n_procs, initializer=fhir_import.init_bundle_worker, initargs=(schemas,)) as pool:
+        inflight: dict[int, Any] = {}  # chunk index -> async result from a worker
+        here: dict[int, _Parsed] = {}  # chunk index -> parsed in this process
+        started: dict[int, datetime] = {}
+        nxt = 0  # next chunk not handed out yet
 
-        def submit() -> None:
-            nxt = next(todo, None)
-            if nxt is not None:
-                jobs = [(str(path), rep.file, rep.kind, strict) for path, rep in nxt]
-                inflight.append((nxt, utcnow(), pool.apply_async(fhir_import.parse_bundles_job, (jobs,))))
+        def hand_out() -> None:
+            nonlocal nxt
+            while nxt < len(chunks) and len(inflight) < 2 * n_procs:
+                jobs = [(str(path), rep.file, rep.kind, strict) for path, rep in chunks[nxt]]
+                started[nxt] = utcnow()
+                inflight[nxt] = pool.apply_async(fhir_import.parse_bundles_job, (jobs,))
+                nxt += 1
 
-        for _ in range(2 * workers):
-            submit()
-        while inflight:
-            chunk, started, fut = inflight.popleft()
-            submit()
-            result: fhir_import.ArrowChunk = fut.get()
-            for i, ((_path, report), (parsed, error, _patients)) in enumerate(zip(chunk, result.files)):
+        hand_out()
+        for k, chunk in enumerate(chunks):
+            while k not in here:
+                fut = inflight.get(k)
+                if fut is not None and fut.ready():
+                    break
+                if PARSE_WHILE_WAITING and nxt < len(chunks) and len(here) < 2:
+                    # the worker is not done: parse the next chunk here instead of waiting
+                    started[nxt] = utcnow()
+                    here[nxt] = _parse_here(chunks[nxt], flattener, strict)
+                    nxt += 1
+                    hand_out()
+                elif fut is not None:
+                    fut.wait()
+                    break
+                else:  # pragma: no cover - every chunk is either handed out or parsed here
+                    raise AssertionError(f"chunk {k} was never parsed")
+            if k in here:
+                parsed_files = here.pop(k)
+                arrow: fhir_import.ArrowChunk | None = None
+            else:
+                arrow = inflight.pop(k).get()
+                parsed_files = arrow.files
+                hand_out()
+            when = started.pop(k)
+            for i, ((_path, report), (parsed, error, groups)) in enumerate(zip(chunk, parsed_files)):
                 if error is not None:
                     report.status = "failed"
                     report.add_error(error)
-                    buffer.finish_file(report, started)
+                    buffer.finish_file(report, when)
                     if strict:
                         raise error
                     continue
                 report.unknown_types.update(parsed.unknown_types)
                 report.duplicates += parsed.duplicates
                 report.errors.extend(parsed.errors)
-                fhir_import.queue_patients(result.patients(i), report, buffer)
-                buffer.finish_file(report, started)
+                fhir_import.queue_patients(groups if arrow is None else arrow.patients(i), report, buffer)
+                buffer.finish_file(report, when)
                 buffer.maybe_flush()
-            del result
+            del arrow, parsed_files
 
 
 def _plan(arg: Path, result: ImportResult) -> list[tuple[str, list[tuple[Path, FileReport]]]]:
