@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workbench.cli import main as cli_main
 from workbench.cohort.deid import text as deid_text
@@ -196,3 +198,89 @@ def test_blank_pipeline_fallback_still_redacts(monkeypatch: pytest.MonkeyPatch) 
             assert secret not in res.text, secret
     finally:
         deid_text._engines.cache_clear()
+
+
+# --- batch path -----------------------------------------------------------------------------
+
+_NOTE = (
+    "2021-03-14\n\n# Chief Complaint\n- Cough\n\n\n# History of Present Illness\nOttilie812 Hartmann55\n"
+    " is a 61 year-old female. She lives at 4821 Wexford Avenue, Apt. 12.\n\n"
+    "# Social History\nLives with her husband Chidi Okonkwo; call (617) 555-0142.\n\n"
+    "## Plan\nFollow up on 04/02/2021 with Dr. Lindqvist.\n"
+)
+
+
+def test_batch_gives_the_same_results_as_one_text_at_a_time() -> None:
+    known = {"given": ["Ottilie812"], "family": ["Hartmann55"], "phone": ["617-555-0142"]}
+    texts = [_NOTE, _NOTE.replace("Cough", "Fever"), "", "Seen with Maciej Borkowski today.", _NOTE]
+    knowns: list[Any] = [known, known, None, None, None]
+    batch = deid_text.deidentify_texts(texts, known_identifiers=knowns)
+    single = [deidentify_text(t, known_identifiers=k) for t, k in zip(texts, knowns, strict=True)]
+    assert batch == single
+    for secret in ("Ottilie", "Hartmann", "Wexford", "Okonkwo", "555-0142", "04/02/2021", "Lindqvist"):
+        assert secret not in batch[0].text, secret
+    assert "# Chief Complaint" in batch[0].text and "# Social History" in batch[0].text
+    with pytest.raises(DeidError):
+        deid_text.deidentify_texts(["a", "b"], known_identifiers=[None])
+
+
+def test_one_recognizer_per_patient_in_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.cohort.deid import recognizers
+
+    built: list[object] = []
+    real = recognizers.known_identifier_recognizer
+
+    def counting(known: object) -> Any:
+        built.append(known)
+        return real(known)
+
+    monkeypatch.setattr(recognizers, "known_identifier_recognizer", counting)
+    ann = {"given": ["Zyxwqa"], "family": "Vorlenko"}
+    texts = ["zyxwqa came in.", "Vorlenko again.", "Call Zyxwqa.", "No names."]
+    res = deid_text.deidentify_texts(texts, known_identifiers=[ann, dict(ann), ann, {"given": "Quorrin"}])
+    assert len(built) == 2
+    assert all("zyxwqa" not in r.text.casefold() and "vorlenko" not in r.text.casefold() for r in res)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["a", "Bo", " ", "\n", "\t", ".", "-", "7", "é"]), max_size=40).map("".join))
+def test_paragraph_pieces_rebuild_the_text_and_its_tokens(text: str) -> None:
+    pieces = deid_text._paragraphs(text)
+    assert "".join(pieces) == text
+    assert all(pieces)
+    # Cut only where the whole text's tokenizer also breaks: same tokens, same offsets.
+    tok = deid_text._engines().nlp.tokenizer
+    whole = [(t.idx, t.text) for t in tok(text)]
+    parts, offset = [], 0
+    for p in pieces:
+        parts += [(t.idx + offset, t.text) for t in tok(p)]
+        offset += len(p)
+    assert parts == whole
+
+
+def test_prefiltered_rules_match_exactly_as_without_the_filter() -> None:
+    import regex
+
+    from workbench.cohort.deid.recognizers import ADDRESS_RULES, Rule, RuleRecognizer
+
+    rules = [r for r in ADDRESS_RULES if r.require is not None]
+    assert rules
+    texts = [
+        "Send the letter to 77 Mellemvej 32, please.",
+        "Hansinegata 4B, 0150 Oslo",
+        "Pain during 3 days; no ring 5.",
+        _NOTE,
+        "Nothing here at all",
+    ]
+    plain = RuleRecognizer(
+        "plain", [Rule(r.entity, r.pattern, r.score, r.group, r.flags, r.validate) for r in rules]
+    )
+    filtered = RuleRecognizer("filtered", rules)
+    for text in texts:
+        ents = ["STREET_ADDRESS"]
+        assert [(x.start, x.end) for x in filtered.analyze(text, ents)] == [
+            (x.start, x.end) for x in plain.analyze(text, ents)
+        ]
+        for rule in rules:
+            for m in rule.compiled().finditer(text):
+                assert regex.search(rule.require, m.group(0), rule.flags | regex.VERSION1), text

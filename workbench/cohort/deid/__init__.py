@@ -19,7 +19,7 @@ from workbench.cohort.deid.safe_harbor import (
 )
 
 if TYPE_CHECKING:
-    from workbench.cohort.deid.text import DeidResult, deidentify_text
+    from workbench.cohort.deid.text import DeidResult, deidentify_text, deidentify_texts
 
 __all__ = [
     "TABLE_RULES",
@@ -28,6 +28,7 @@ __all__ = [
     "age_band",
     "deidentified_table",
     "deidentify_text",
+    "deidentify_texts",
     "k_anonymity",
     "pseudonym",
     "restricted_zip3",
@@ -35,7 +36,7 @@ __all__ = [
     "zip3",
 ]
 
-_LAZY = {"DeidResult", "deidentify_text"}
+_LAZY = {"DeidResult", "deidentify_text", "deidentify_texts"}
 
 
 def __getattr__(name: str) -> Any:

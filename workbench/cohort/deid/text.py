@@ -10,6 +10,7 @@ merged so the redaction covers their union; the anonymizer replaces each with ``
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import re
@@ -111,6 +112,7 @@ class _Engines:
     model: str
     nlp: Any
     lexicon: frozenset[str]
+    phone: Any = None
 
 
 _lock = threading.Lock()
@@ -128,7 +130,7 @@ def spacy_model_name() -> str | None:
 def _engines() -> _Engines:
     try:
         import spacy
-        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
         from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
         from presidio_analyzer.predefined_recognizers import (
             CreditCardRecognizer,
@@ -176,6 +178,42 @@ def _engines() -> _Engines:
             """Presidio's NLP artifacts of a doc parsed (or assembled) outside the engine."""
             return self._doc_to_nlp_artifact(doc, "en")
 
+    class _ParagraphPhoneRecognizer(PhoneRecognizer):  # type: ignore[misc]
+        """Presidio's phone recognizer, run once per distinct paragraph while a batch is open.
+
+        python-phonenumbers scans the text once per supported region, which made it the
+        largest cost per note after spaCy. Its candidates never contain a line break, so the
+        matches in a text are the matches in its paragraphs, shifted.
+        """
+
+        cache: dict[str, list[Any]] | None = None
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            if self.cache is None:
+                return list(super().analyze(text, entities, nlp_artifacts))
+            out: list[Any] = []
+            offset = 0
+            for para in _paragraphs(text):
+                if para not in self.cache:
+                    if len(self.cache) >= MAX_CACHED_PARAGRAPHS:
+                        self.cache.clear()
+                    self.cache[para] = list(super().analyze(para, entities, nlp_artifacts))
+                # Fresh results each time: the analyzer changes scores and ends in place.
+                out += [
+                    RecognizerResult(
+                        r.entity_type,
+                        r.start + offset,
+                        r.end + offset,
+                        r.score,
+                        analysis_explanation=copy.copy(r.analysis_explanation),
+                        recognition_metadata=dict(r.recognition_metadata or {}),
+                    )
+                    for r in self.cache[para]
+                ]
+                offset += len(para)
+            return out
+
+    phone = _ParagraphPhoneRecognizer()
     ner_config = NerModelConfiguration(
         labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT"]
     )
@@ -192,7 +230,7 @@ def _engines() -> _Engines:
         IbanRecognizer(),
         IpRecognizer(),
         UrlRecognizer(),
-        PhoneRecognizer(),
+        phone,
         *default_recognizers(lexicon),
     ):
         registry.add_recognizer(recognizer)
@@ -203,6 +241,7 @@ def _engines() -> _Engines:
         model=model or "blank",
         nlp=nlp,
         lexicon=lexicon,
+        phone=phone,
     )
 
 
@@ -379,34 +418,48 @@ class _Docs:
     """
 
     def __init__(self, nlp: Any, max_items: int = MAX_CACHED_PARAGRAPHS) -> None:
+        from spacy.attrs import IDS, SPACY
+
         self._nlp = nlp
         self._max = max_items
-        self._docs: dict[str, Any] = {}
+        # Per paragraph: its words, trailing spaces and token attributes (tags, lemmas,
+        # entities, ...), which is what spaCy's Doc.from_docs copies, kept ready to join.
+        self._parts: dict[str, tuple[list[str], list[bool], Any]] = {}
+        wanted = ("NORM", "LEMMA", "POS", "TAG", "MORPH", "ENT_IOB", "ENT_TYPE", "ENT_ID", "ENT_KB_ID")
+        self._attrs = [IDS[a] for a in wanted if a in IDS] + [SPACY]
 
     def prepare(self, texts: Iterable[str]) -> None:
         """Parse, in one batch, every paragraph of ``texts`` not parsed yet."""
-        missing = list(dict.fromkeys(p for t in texts for p in _paragraphs(t) if p not in self._docs))
-        overflow = len(self._docs) + len(missing) - self._max
-        for old in list(self._docs)[: max(overflow, 0)]:
-            del self._docs[old]
+        missing = list(dict.fromkeys(p for t in texts for p in _paragraphs(t) if p not in self._parts))
+        overflow = len(self._parts) + len(missing) - self._max
+        for old in list(self._parts)[: max(overflow, 0)]:
+            del self._parts[old]
         for para, doc in zip(missing, self._nlp.pipe(missing, batch_size=BATCH_TEXTS), strict=True):
-            # Presidio reads tokens, tags, lemmas and entities; the vectors only cost memory.
-            doc.tensor = doc.tensor[:0]
-            self._docs[para] = doc
+            self._parts[para] = (
+                [t.text for t in doc],
+                [bool(t.whitespace_) for t in doc],
+                doc.to_array(self._attrs),
+            )
 
     def doc(self, text: str) -> Any:
         """The doc of ``text``, assembled from its paragraphs' parses."""
+        import numpy
         from spacy.tokens import Doc
 
-        docs = []
+        words: list[str] = []
+        spaces: list[bool] = []
+        arrays = []
         for para in _paragraphs(text):
-            if para not in self._docs:
+            if para not in self._parts:
                 self.prepare([para])
-            docs.append(self._docs[para])
-        if len(docs) == 1:
-            return docs[0]
-        doc = Doc.from_docs(docs, ensure_whitespace=False, exclude=["tensor", "user_data", "spans"])  # type: ignore[call-arg]
-        if doc.text != text:  # pragma: no cover - from_docs keeps every character
+            w, sp, arr = self._parts[para]
+            words += w
+            spaces += sp
+            arrays.append(arr)
+        doc = Doc(self._nlp.vocab, words=words, spaces=spaces)
+        if words:
+            doc.from_array(self._attrs, numpy.concatenate(arrays))  # type: ignore[arg-type]
+        if doc.text != text:  # pragma: no cover - the paragraphs join back to the text
             raise DeidError("internal error: the assembled parse does not match the text")
         return doc
 
@@ -459,51 +512,61 @@ def deidentify_texts(
     for t in texts:
         if not isinstance(t, str):
             raise DeidError(f"deidentify_text needs a str, got {type(t).__name__}")
+    wanted = list(entities) if entities is not None else list(DEFAULT_ENTITIES)
+    engines = _engines()
+    with _lock:  # spaCy pipelines are not re-entrant across threads
+        if engines.phone is not None:
+            engines.phone.cache = {}
+        try:
+            return _analyse_all(texts, known_list, wanted, engines)
+        finally:
+            if engines.phone is not None:
+                engines.phone.cache = None  # no note text outlives the call
+
+
+def _analyse_all(
+    texts: Sequence[str], known_list: list[Any], wanted: list[str], engines: _Engines
+) -> list[DeidResult]:
+    """The body of :func:`deidentify_texts`, under the lock."""
     from presidio_analyzer import RecognizerResult
     from presidio_anonymizer.entities import OperatorConfig
 
     from workbench.cohort.deid.recognizers import known_identifier_recognizer
 
-    wanted = list(entities) if entities is not None else list(DEFAULT_ENTITIES)
-    engines = _engines()
+    docs = _Docs(engines.nlp)
     recognizers: dict[str, Any] = {}
     out: list[DeidResult] = []
-    with _lock:  # spaCy pipelines are not re-entrant across threads
-        docs = _Docs(engines.nlp)
-        for lo in range(0, len(texts), BATCH_TEXTS):
-            chunk = [
-                (t, k)
-                for t, k in zip(texts[lo : lo + BATCH_TEXTS], known_list[lo : lo + BATCH_TEXTS], strict=True)
-            ]
-            # Text written all in lower case is analysed with unknown words capitalised.
-            seen = [
-                "" if not t.strip() else t if any(ch.isupper() for ch in t) else _truecase_unknown(t, engines)
-                for t, _ in chunk
-            ]
-            docs.prepare(s for s in seen if s)
-            for (text, known), view in zip(chunk, seen, strict=True):
-                if not view:
-                    out.append(DeidResult(text=text, spans=[]))
-                    continue
-                ask = list(wanted)
-                ad_hoc = []
-                if known:
-                    key = _known_key(known)
-                    if key not in recognizers:
-                        recognizers[key] = known_identifier_recognizer(known)
-                    if recognizers[key] is not None:
-                        ad_hoc.append(recognizers[key])
-                        # The patient's own identifiers are redacted whatever ``entities`` says.
-                        ask += [e for e in recognizers[key].supported_entities if e not in ask]
-                results = engines.analyzer.analyze(
-                    text=view,
-                    language="en",
-                    entities=ask,
-                    score_threshold=SCORE_THRESHOLD,
-                    ad_hoc_recognizers=ad_hoc or None,
-                    nlp_artifacts=engines.analyzer.nlp_engine.artifacts(docs.doc(view)),
-                )
-                out.append(_redact(text, view, results, wanted, engines, RecognizerResult, OperatorConfig))
+    for lo in range(0, len(texts), BATCH_TEXTS):
+        chunk = list(zip(texts[lo : lo + BATCH_TEXTS], known_list[lo : lo + BATCH_TEXTS], strict=True))
+        # Text written all in lower case is analysed with unknown words capitalised.
+        seen = [
+            "" if not t.strip() else t if any(ch.isupper() for ch in t) else _truecase_unknown(t, engines)
+            for t, _ in chunk
+        ]
+        docs.prepare(s for s in seen if s)
+        for (text, known), view in zip(chunk, seen, strict=True):
+            if not view:
+                out.append(DeidResult(text=text, spans=[]))
+                continue
+            ask = list(wanted)
+            ad_hoc = []
+            if known:
+                key = _known_key(known)
+                if key not in recognizers:
+                    recognizers[key] = known_identifier_recognizer(known)
+                if recognizers[key] is not None:
+                    ad_hoc.append(recognizers[key])
+                    # The patient's own identifiers are redacted whatever ``entities`` says.
+                    ask += [e for e in recognizers[key].supported_entities if e not in ask]
+            results = engines.analyzer.analyze(
+                text=view,
+                language="en",
+                entities=ask,
+                score_threshold=SCORE_THRESHOLD,
+                ad_hoc_recognizers=ad_hoc or None,
+                nlp_artifacts=engines.analyzer.nlp_engine.artifacts(docs.doc(view)),
+            )
+            out.append(_redact(text, view, results, wanted, engines, RecognizerResult, OperatorConfig))
     return out
 
 
