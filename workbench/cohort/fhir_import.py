@@ -892,6 +892,11 @@ def _err(
 _GZIP_ERRORS: tuple[type[BaseException], ...] = (EOFError, OSError, zlib.error, IsalError)  # type: ignore[assignment]
 
 
+def read_bundle_bytes(path: Path) -> bytes:
+    """A bundle file's bytes, gunzipped when compressed (releases the GIL while it inflates)."""
+    return _read_bytes(path)
+
+
 def _read_bytes(path: Path) -> bytes:
     with open(path, "rb") as fh:
         raw = fh.read()
@@ -914,9 +919,13 @@ def import_bundle(
     flattener: Flattener,
     buffer: TxnBuffer,
     strict: bool = False,
+    read: Callable[[], bytes] | None = None,
 ) -> None:
-    """Import one Bundle (or single-resource JSON) file; each patient all or nothing."""
-    queue_patients(parse_bundle(path, report, flattener, strict=strict), report, buffer)
+    """Import one Bundle (or single-resource JSON) file; each patient all or nothing.
+
+    ``read`` returns the file's bytes when they were read ahead (see :func:`parse_bundle`).
+    """
+    queue_patients(parse_bundle(path, report, flattener, strict=strict, read=read), report, buffer)
 
 
 def queue_patients(
@@ -931,16 +940,23 @@ def queue_patients(
 
 
 def parse_bundle(
-    path: Path, report: FileReport, flattener: Flattener, *, strict: bool = False
+    path: Path,
+    report: FileReport,
+    flattener: Flattener,
+    *,
+    strict: bool = False,
+    read: Callable[[], bytes] | None = None,
 ) -> dict[str, Batch]:
     """Read and flatten one bundle file (no database): the rows of every patient that passed.
 
     Problems go to ``report`` (errors, unknown types, duplicates); a patient with a bad
-    resource is left out whole. Runs in worker processes for parallel imports.
+    resource is left out whole. Runs in worker processes for parallel imports. ``read``
+    (default: read and decompress ``path`` now) gives the decompressed bytes, or raises
+    :func:`read_bundle_bytes`'s error, when a reader thread fetched them ahead.
     """
     file = report.file
     try:
-        doc = orjson.loads(_read_bytes(path))
+        doc = orjson.loads(read() if read is not None else _read_bytes(path))
     except orjson.JSONDecodeError as exc:
         raise RecordFormatError(f"{file}: not valid JSON ({exc}); fix or re-export the file") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
@@ -1277,6 +1293,7 @@ __all__ = [
     "batch_to_arrow",
     "chunk_to_arrow",
     "import_bundle",
+    "read_bundle_bytes",
     "import_log_rows",
     "imported_hashes",
     "import_ndjson",

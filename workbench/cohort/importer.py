@@ -23,6 +23,7 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -295,8 +296,16 @@ def _import_paths(
                     if kind == "fhir_bundle" and n_workers > 1:
                         _import_bundles_parallel(pending, buffer, strict, n_workers, flattener)
                         continue
-                    for path, report in pending:
-                        _import_one(con, path, report, result.import_id, flattener, buffer, strict, person)
+                    reads = _read_ahead(pending) if kind == "fhir_bundle" else None
+                    try:
+                        for k, (path, report) in enumerate(pending):
+                            read = reads.take(k) if reads is not None else None
+                            _import_one(
+                                con, path, report, result.import_id, flattener, buffer, strict, person, read
+                            )
+                    finally:
+                        if reads is not None:
+                            reads.close()
         finally:
             buffer.flush()  # whole patients queued so far, and the log of every finished file
             if any(f.rows.get("measurements") for f in result.files):
@@ -470,6 +479,40 @@ def _register(
     return ws.register_source(arg, kind=f"{kind}_folder", sha256=h.hexdigest(), purpose=purpose)
 
 
+class _ReadAhead:
+    """Reads and gunzips the next bundles in a thread while this one parses the current one.
+
+    Inflating releases the GIL, so it overlaps the parsing; at most :data:`READ_AHEAD` files
+    wait decompressed in memory. A read error surfaces when that file's turn comes.
+    """
+
+    def __init__(self, files: list[tuple[Path, FileReport]]) -> None:
+        self._files = files
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wb-records-read")
+        self._futures: dict[int, Future[bytes]] = {}
+        self._next = 0
+
+    def take(self, k: int) -> Callable[[], bytes]:
+        """The reader of file ``k`` (files are taken in order); queues the reads of the next ones."""
+        while self._next < len(self._files) and self._next <= k + READ_AHEAD:
+            path = self._files[self._next][0]
+            self._futures[self._next] = self._pool.submit(fhir_import.read_bundle_bytes, path)
+            self._next += 1
+        return self._futures.pop(k).result
+
+    def close(self) -> None:
+        self._futures.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_ahead(files: list[tuple[Path, FileReport]]) -> _ReadAhead | None:
+    return _ReadAhead(files) if len(files) > 1 else None
+
+
+#: Bundle files read ahead of the one being parsed (serial import).
+READ_AHEAD = 1
+
+
 def _import_one(
     con: duckdb.DuckDBPyConnection,
     path: Path,
@@ -479,9 +522,12 @@ def _import_one(
     buffer: TxnBuffer,
     strict: bool,
     person: str,
+    read: Callable[[], bytes] | None = None,
 ) -> None:
     started = utcnow()
-    extra = {} if report.kind.startswith("fhir_") else {"person": person}
+    extra: dict[str, Any] = {"read": read} if read is not None else {}
+    if not report.kind.startswith("fhir_"):
+        extra["person"] = person
     try:
         _importer(report.kind)(
             con,
