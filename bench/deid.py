@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import re
 import sys
@@ -429,7 +430,6 @@ def evaluate_structured(paths: list[Path], *, control: bool = False) -> dict[str
     searched with :func:`search_leaks`. With ``control`` the raw (not de-identified) tables are
     searched the same way, which shows the search finds every kind when it is there.
     """
-    import os
     import secrets
     import tempfile
 
@@ -531,13 +531,22 @@ def _structured_markdown(st: dict[str, Any]) -> list[str]:
 def to_markdown(res: dict[str, Any]) -> str:
     if "presidio" not in res:
         st = res["structured"]
-        return "\n".join(["# De-identified export: leak check", "", *_structured_markdown(st)]) + "\n"
+        head = [
+            "# De-identified export: leak check",
+            "",
+            f"`{res.get('command', 'python bench/deid.py --fhir ...')}` on {res.get('cpus')} CPUs, "
+            f"load average {res.get('load_avg_start')} at the start, {res.get('load_avg_end')} at the end.",
+            "",
+        ]
+        return "\n".join([*head, *_structured_markdown(st)]) + "\n"
     p = res["presidio"]
     lines = [
         "# Free-text de-identification",
         "",
         f"Data: `{Path(p['data']).name}`, {p['records']} records, {p['seconds']} s "
         f"({p['records_per_s']} records/s). spaCy pipeline: `{res['analyzer']['spacy_model']}`.",
+        f"Command `{res.get('command')}`, {res.get('cpus')} CPUs, load average {res.get('load_avg_start')} "
+        f"at the start, {res.get('load_avg_end')} at the end.",
         "",
         "A gold span is found when the redaction covers all its letters and digits.",
         "",
@@ -579,7 +588,6 @@ def to_markdown(res: dict[str, Any]) -> str:
 
 def evaluate_notes_speed(paths: list[Path], *, repeats: int = 1) -> dict[str, Any]:
     """Notes per second of the de-identified export of the ``documents`` table (import not timed)."""
-    import os
     import secrets
     import tempfile
 
@@ -647,11 +655,15 @@ def main(argv: list[str] | None = None) -> int:
 
     res: dict[str, Any] = {
         "benchmark": "deid",
+        "command": "python bench/deid.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
         "analyzer": analyzer_info(),
     }
     if args.notes_speed and args.fhir:
         res["notes_speed"] = evaluate_notes_speed(list(args.fhir), repeats=args.notes_speed)
+        res["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
         payload = json.dumps(res, indent=2)
         if args.json:
             args.json.write_text(payload + "\n", encoding="utf-8")
@@ -664,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
             res["aci"] = evaluate_aci(aci)
     if args.fhir:
         res["structured"] = evaluate_structured(list(args.fhir), control=args.control)
+    res["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     out_dir = args.out or REPO / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     # The free-text benchmark and the structured leak check are written to separate files,

@@ -424,7 +424,7 @@ class _Docs:
         self._max = max_items
         # Per paragraph: its words, trailing spaces and token attributes (tags, lemmas,
         # entities, ...), which is what spaCy's Doc.from_docs copies, kept ready to join.
-        self._parts: dict[str, tuple[list[str], list[bool], Any]] = {}
+        self._parts: dict[str, tuple[list[str], list[bool], Any, Any]] = {}
         wanted = ("NORM", "LEMMA", "POS", "TAG", "MORPH", "ENT_IOB", "ENT_TYPE", "ENT_ID", "ENT_KB_ID")
         self._attrs = [IDS[a] for a in wanted if a in IDS] + [SPACY]
 
@@ -435,10 +435,13 @@ class _Docs:
         for old in list(self._parts)[: max(overflow, 0)]:
             del self._parts[old]
         for para, doc in zip(missing, self._nlp.pipe(missing, batch_size=BATCH_TEXTS), strict=True):
+            # Presidio reads tokens, tags, lemmas and entities; the vectors only cost memory.
+            doc.tensor = doc.tensor[:0]
             self._parts[para] = (
                 [t.text for t in doc],
                 [bool(t.whitespace_) for t in doc],
                 doc.to_array(self._attrs),
+                doc,
             )
 
     def doc(self, text: str) -> Any:
@@ -446,13 +449,17 @@ class _Docs:
         import numpy
         from spacy.tokens import Doc
 
+        paras = _paragraphs(text)
+        for para in paras:
+            if para not in self._parts:
+                self.prepare([para])
+        if len(paras) == 1:
+            return self._parts[paras[0]][3]  # one paragraph: its own parse
         words: list[str] = []
         spaces: list[bool] = []
         arrays = []
-        for para in _paragraphs(text):
-            if para not in self._parts:
-                self.prepare([para])
-            w, sp, arr = self._parts[para]
+        for para in paras:
+            w, sp, arr, _ = self._parts[para]
             words += w
             spaces += sp
             arrays.append(arr)
