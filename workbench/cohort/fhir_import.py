@@ -935,8 +935,11 @@ def queue_patients(
     for batch in groups.values():
         buffer.add(batch, report)
         buffer.maybe_flush()
-    if report.errors:
-        report.status = "partial" if groups else "failed"
+    # the writer thread may have failed a transaction holding this file's patients meanwhile:
+    # its "failed" (some patients lost: import the file again) must not turn into "partial"
+    with buffer._credit_lock:
+        if report.errors and report.status != "failed":
+            report.status = "partial" if groups else "failed"
 
 
 def parse_bundle(
