@@ -14,9 +14,11 @@ Units of work (all or nothing):
   are queued and committed together, up to ``txn_rows`` rows per transaction (``txn_rows=1``:
   one transaction per patient); a failed commit rolls back whole patients only, so no patient
   is ever half-written. Commits run in a writer thread while the next bundles are parsed (one
-  transaction in flight, see :class:`TxnBuffer`). Memory: bundles are parsed one at a time (two
-  per worker process when workers run), queued rows are bounded by ``txn_rows`` (plus the Arrow
-  tables of the transaction in flight), and DuckDB's cache is capped while importing.
+  transaction in flight, see :class:`TxnBuffer`). Memory: bundles are parsed one at a time
+  (one more is read ahead; with workers, at most two chunks of a few bundles per worker
+  process and two parsed by the writing process wait), queued rows are bounded by
+  ``txn_rows`` (plus the Arrow tables of the transaction in flight), and DuckDB's cache is
+  capped while importing.
 - **NDJSON file**: one transaction per file, streamed line by line and inserted in chunks.
   A bad line (malformed JSON, wrong ``resourceType`` for the file, missing required field,
   impossible date) is skipped and reported with its line number and resource id; a broken
@@ -1055,21 +1057,6 @@ def init_bundle_worker(schemas: dict[str, pa.Schema] | None) -> None:
     gc.disable()  # parsed bundles are trees without cycles (see importer._gc_paused)
     _WORKER_FLATTENER = Flattener()
     _WORKER_SCHEMAS = schemas
-
-
-def parse_bundle_job(
-    job: tuple[str, str, str, bool],
-) -> tuple[dict[str, Batch] | dict[str, ArrowBatch], FileReport]:
-    """Worker-process entry: parse one bundle, return its patients (as Arrow when set up so) and a report."""
-    global _WORKER_FLATTENER
-    if _WORKER_FLATTENER is None:
-        _WORKER_FLATTENER = Flattener()
-    path, file, kind, strict = job
-    report = FileReport(file=file, kind=kind)
-    groups = parse_bundle(Path(path), report, _WORKER_FLATTENER, strict=strict)
-    if _WORKER_SCHEMAS is not None:
-        return {pid: batch_to_arrow(b, _WORKER_SCHEMAS) for pid, b in groups.items()}, report
-    return groups, report
 
 
 def parse_bundles_job(jobs: list[tuple[str, str, str, bool]]) -> ArrowChunk:
