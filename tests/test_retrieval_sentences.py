@@ -126,3 +126,19 @@ def test_damaged_sentence_rows_are_reported(index_dir: Path) -> None:
         EvidenceIndex.load(index_dir)  # checksum
     with pytest.raises(IndexCorrupt, match="sentence"):
         EvidenceIndex.load(index_dir, verify=False)  # count or range
+
+
+def test_sentence_layer_follows_the_dense_type_and_may_be_empty(tmp_path: Path) -> None:
+    from retrieval_data import make_docs
+
+    emb = load_embedder()
+    docs = make_docs()
+    hnsw = EvidenceIndex.build(docs, tmp_path / "hnsw", embedder=emb, dense_kind="hnsw")
+    assert hnsw.manifest["sentence_index"] == "hnsw" and len(hnsw.sentences) > 0
+    assert EvidenceIndex.load(tmp_path / "hnsw").search("metformin HbA1c", k=1)[0].doc_id == "d2"
+
+    guides = [d for d in docs if d.source_kind == "guideline"]
+    plain = EvidenceIndex.build(guides, tmp_path / "guides", embedder=emb)
+    assert len(plain.sentences) == 0 and plain.manifest["counts"]["sentences"] == 0
+    again = EvidenceIndex.load(tmp_path / "guides")
+    assert again.search("blood sugar checks", k=1, mode="dense")[0].doc_id == "g2"

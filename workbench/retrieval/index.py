@@ -130,11 +130,12 @@ class EvidenceIndex:
         self.sparse = sparse
         self.doc_sparse = doc_sparse
         self.doc_keys = doc_keys
-        self.sentences = sentences or SentenceLayer.build(
-            np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0), dtype=np.float32),
-            np.zeros(0, dtype=np.int64),
-            "flat",
-        )
+        if sentences is None:  # an index without abstracts: an empty layer keeps one code path
+            dim = vectors.shape[1] if vectors.ndim == 2 else 0
+            sentences = SentenceLayer.build(
+                np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.int64), "flat"
+            )
+        self.sentences = sentences
         self._embedder = embedder
         self._set_rows(rows)
 
