@@ -1,4 +1,5 @@
 """The sentence layer: abstract sentences embedded one by one, a document scored by max(passage, sentence)."""
+# ruff: noqa: F811  (pytest fixtures imported from retrieval_data are parameters here)
 
 from __future__ import annotations
 
