@@ -88,6 +88,7 @@ _LAZY: dict[str, str] = {
     "pseudonym": "workbench.cohort.deid",
     "deidentified_table": "workbench.cohort.deid",
     "deidentify_text": "workbench.cohort.deid",
+    "deidentify_texts": "workbench.cohort.deid",
     "k_anonymity": "workbench.cohort.deid",
     "DeidResult": "workbench.cohort.deid",
     # answers
@@ -176,6 +177,7 @@ __all__ = [
     "convert",
     "deidentified_table",
     "deidentify_text",
+    "deidentify_texts",
     "erase_source",
     "explain_labs",
     "export_compartment",
@@ -251,7 +253,14 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
         run_sql,
         save_definition,
     )
-    from workbench.cohort.deid import DeidResult, deidentified_table, deidentify_text, k_anonymity, pseudonym
+    from workbench.cohort.deid import (
+        DeidResult,
+        deidentified_table,
+        deidentify_text,
+        deidentify_texts,
+        k_anonymity,
+        pseudonym,
+    )
     from workbench.cohort.importer import ImportResult, import_paths
     from workbench.cohort.labs import (
         ReferenceRange,
