@@ -176,6 +176,23 @@ def test_cli_deid_text_writes_json_lines(
     assert {s["type"] for r in rows for s in r["spans"]} == {"EMAIL_ADDRESS"}
 
 
+def test_cli_deid_text_blocks_match_one_line_at_a_time(
+    fixtures: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The CLI de-identifies lines in blocks; small blocks force several of them.
+    from workbench.cli import deid_cmd
+
+    src = fixtures / "deid" / "notes.txt"
+    lines = src.read_text("utf-8").splitlines()
+    monkeypatch.setattr(deid_cmd, "_BLOCK", 2)
+    assert cli_main(["deid", "text", str(src)]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) > 2 and [o["line"] for o in out] == list(range(1, len(lines) + 1))
+    for o, line in zip(out, lines, strict=True):
+        one = deid_text.deidentify_text(line)
+        assert (o["spans"], o["text"]) == (one.spans, one.text)
+
+
 def test_cli_deid_text_rejects_non_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("Señora Núñez\n".encode("latin-1"))
