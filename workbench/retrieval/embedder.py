@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,42 +93,31 @@ class Embedder:
         """Encode ``texts`` into an (n, dimension) float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        import torch
-
-        # A single short query gains nothing from intra-op parallelism, and when the cores are
-        # busy (another process encoding, a notebook kernel) OpenMP barriers make 2 threads
-        # 10-20x slower than 1. Batches keep every thread.
-        threads = torch.get_num_threads()
-        few = len(texts) <= 4
-        with self._lock:  # the torch module is not safe to call from several threads at once
-            if few and threads > 1:
-                torch.set_num_threads(1)
-            try:
-                if few:
-                    vecs = self._encode_direct(self._model, texts)
-                else:
-                    vecs = self._model.encode(
-                        texts,
-                        batch_size=batch_size or self.batch_size,
-                        show_progress_bar=show_progress,
-                        convert_to_numpy=True,
-                        normalize_embeddings=True,
-                    )
-            finally:
-                if few and threads > 1:
-                    torch.set_num_threads(threads)
+        if len(texts) <= 4:
+            with self._lock, _one_torch_thread():
+                vecs = self._encode_direct(texts)
+        else:
+            with self._lock:  # the torch module is not safe to call from several threads at once
+                vecs = self._model.encode(
+                    texts,
+                    batch_size=batch_size or self.batch_size,
+                    show_progress_bar=show_progress,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
-    def _encode_direct(self, model, texts: list[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def _encode_direct(self, texts: list[str]) -> np.ndarray:
         # The same modules as SentenceTransformer.encode (tokenise, transformer, pooling) without
         # its batching machinery, which costs a query ~1.5 ms median and ~7 ms at p95 here.
         import torch
 
+        model = self._model
         features = model.tokenizer(
             texts, padding=True, truncation=True, max_length=model.max_seq_length, return_tensors="pt"
         )
         with torch.inference_mode():
-            out = model.forward(dict(features))["sentence_embedding"].float()
+            out = model.forward(dict(features))["sentence_embedding"]
             out = torch.nn.functional.normalize(out, p=2, dim=1)
         return out.cpu().numpy()
 
@@ -156,21 +147,33 @@ class Embedder:
         one, so rankings against float32 passage vectors do not move; without native
         bfloat16 arithmetic it would be slower, hence ``auto``.
         """
-        import torch
-
         from workbench.retrieval.query_model import QueryModel
 
         with self._lock:
             if self._query_model is None:
                 self._query_model = QueryModel(self._model, self.query_dtype())
-            threads = torch.get_num_threads()
-            if threads > 1:
-                torch.set_num_threads(1)
-            try:
+            with _one_torch_thread():
                 return self._query_model.encode(text)
-            finally:
-                if threads > 1:
-                    torch.set_num_threads(threads)
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run one short input on one torch thread, restoring the thread count afterwards.
+
+    A single short text gains nothing from intra-op parallelism, and when the cores are busy
+    (another process encoding, a notebook kernel) OpenMP barriers make 2 threads 10-20x slower
+    than 1. Batches keep every thread.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
 
 
 @lru_cache(maxsize=4)

@@ -120,8 +120,8 @@ class EvidenceIndex:
         doc_sparse: SparseIndex,
         doc_keys: list[str],
         manifest: dict[str, Any],
+        sentences: SentenceLayer,
         embedder: Embedder | None = None,
-        sentences: SentenceLayer | None = None,
     ) -> None:
         self.folder = folder
         self.manifest = manifest
@@ -130,11 +130,6 @@ class EvidenceIndex:
         self.sparse = sparse
         self.doc_sparse = doc_sparse
         self.doc_keys = doc_keys
-        if sentences is None:  # an index without abstracts: an empty layer keeps one code path
-            dim = vectors.shape[1] if vectors.ndim == 2 else 0
-            sentences = SentenceLayer.build(
-                np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.int64), "flat"
-            )
         self.sentences = sentences
         self._embedder = embedder
         self._set_rows(rows)
@@ -266,7 +261,6 @@ class EvidenceIndex:
                 "max_seq_length": embedder.max_seq_length,
             },
             "dense_index": dense_kind,
-            "sentence_index": sentences.dense.kind,
             "sentence_kinds": sorted(SENTENCE_KINDS),
             "fusion": fusion,
             "chunking": {
@@ -279,13 +273,12 @@ class EvidenceIndex:
             "counts": {
                 "chunks": len(chunks),
                 "documents": sum(c["documents"] for c in counts.values()),
-                "sentences": len(sentences),
             },
             "build_seconds": round(time.perf_counter() - t0, 2),
             "embedding_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses},
             "versions": _versions(),
         }
-        index = cls(folder, rows, vectors, dense, sparse, doc_sparse, doc_keys, manifest, embedder, sentences)
+        index = cls(folder, rows, vectors, dense, sparse, doc_sparse, doc_keys, manifest, sentences, embedder)
         index.save()
         return index
 
@@ -371,7 +364,7 @@ class EvidenceIndex:
             raise ModelMismatch(
                 f"{folder}: stored vectors do not have the manifest's dimension; rebuild the index"
             )
-        index = cls(folder, rows, vectors, dense, sparse, doc_sparse, doc_keys, manifest, None, sentences)
+        index = cls(folder, rows, vectors, dense, sparse, doc_sparse, doc_keys, manifest, sentences)
         if embedder is not None:
             index._check_model(embedder)
             index._embedder = embedder
