@@ -86,19 +86,26 @@ def test_jupyterlab_case_explorer_answers_with_sources_and_records(tmp_path: Pat
         serve(cmd, f"{base}/api/status?token={token}", env, tmp_path / "jupyterlab.log"),
         browser_page() as page,
     ):
-        page.goto(f"{base}/lab/tree/03_case_explorer.ipynb?token={token}")
-        # The kernel is connected and idle before anything runs.
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-        run_all_cells(page)
-        try:
-            page.wait_for_selector(".wb-patient-picker select", timeout=180_000)
-        except Exception:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "case_explorer_jupyterlab_failure.png"))
-            raise AssertionError(
-                "the case explorer did not render; outputs: "
-                + page.locator(".jp-OutputArea").all_inner_texts().__repr__()[:3000]
-            ) from None
+        # Once in CI, jupyter_server dropped the kernel channel right after the restart (a
+        # malformed websocket frame) and no output ever arrived; a fresh page and a second
+        # restart-and-run-all is what a user would do, and the checks below stay the same.
+        for attempt in range(2):
+            page.goto(f"{base}/lab/tree/03_case_explorer.ipynb?token={token}")
+            # The kernel is connected and idle before anything runs.
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+            run_all_cells(page)
+            try:
+                page.wait_for_selector(".wb-patient-picker select", timeout=180_000)
+                break
+            except Exception:
+                if attempt == 0 and not any(page.locator(".jp-OutputArea").all_inner_texts()):
+                    continue  # nothing came back at all: the channel, not the notebook
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "case_explorer_jupyterlab_failure.png"))
+                raise AssertionError(
+                    "the case explorer did not render; outputs: "
+                    + page.locator(".jp-OutputArea").all_inner_texts().__repr__()[:3000]
+                ) from None
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=180_000)
         chosen = choose_richest_patient(page, ".wb-patient-picker select")
         assert chosen.startswith("P-")  # pseudonymous ids only
