@@ -433,11 +433,7 @@ def _import_bundles_parallel(
             when = started.pop(k)
             for i, ((_path, report), (parsed, error, groups)) in enumerate(zip(chunk, parsed_files)):
                 if error is not None:
-                    report.status = "failed"
-                    report.add_error(error)
-                    buffer.finish_file(report, when)
-                    if strict:
-                        raise error
+                    _file_failed(report, error, buffer, when, strict)
                     continue
                 report.unknown_types.update(parsed.unknown_types)
                 report.duplicates += parsed.duplicates
@@ -540,11 +536,7 @@ def _import_one(
             **extra,
         )
     except RecordFormatError as exc:
-        report.status = "failed"
-        report.add_error(exc)
-        buffer.finish_file(report, started)
-        if strict:
-            raise
+        _file_failed(report, exc, buffer, started, strict)
         buffer.flush()
         return
     buffer.finish_file(report, started)
@@ -552,6 +544,17 @@ def _import_one(
         buffer.flush()  # streamed files committed their rows already; log them now
     else:
         buffer.maybe_flush()
+
+
+def _file_failed(
+    report: FileReport, exc: RecordFormatError, buffer: TxnBuffer, started: datetime, strict: bool
+) -> None:
+    """Mark a file that could not be read as failed and queue its import_log row; re-raise when strict."""
+    report.status = "failed"
+    report.add_error(exc)
+    buffer.finish_file(report, started)
+    if strict:
+        raise exc
 
 
 def _audit(ws: Workspace, source_id: str, reports: list[FileReport], import_id: str) -> None:
