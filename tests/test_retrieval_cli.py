@@ -41,6 +41,20 @@ def test_search_filters_and_text_output(index_dir: Path, capsys: pytest.CaptureF
     assert " 1. [" in out and "blood pressure" in out.lower()
 
 
+def test_output_into_a_closed_pipe_stops_quietly(index_dir: Path) -> None:
+    # `workbench search ... --json | head -c 0`: the reader is gone before anything is written
+    code = "import sys; from workbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["search", "blood pressure", "--mode", "bm25", "--json", "--folder", str(index_dir)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
 def test_unknown_corpus_is_a_clear_error(index_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["search", "x", "--corpus", "nosuch", "--folder", str(index_dir)]) == 1
     assert "nosuch" in capsys.readouterr().err
