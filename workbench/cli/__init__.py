@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the interpreter's final flush from reporting the same error again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)  # stdout's descriptor now points at /dev/null; this copy is not needed
         return 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
